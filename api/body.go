@@ -1,0 +1,40 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// MaxBody is the largest request body accepted (larger: 413).
+const MaxBody = 1 << 20
+
+// ReadJSONBody returns the request body, refusing one over MaxBody (413) and
+// one whose Content-Type is not JSON (415). Whether the bytes are valid JSON
+// is for the caller's parser to say, with the field it concerns.
+func ReadJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mediaType, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")) {
+			return nil, Errorf(http.StatusUnsupportedMediaType, "the request body must be JSON (Content-Type: application/json), not "+quote(ct))
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, Errorf(http.StatusRequestEntityTooLarge, "the request body is over the limit of 1 MiB")
+	}
+	if err != nil {
+		return nil, Errorf(http.StatusBadRequest, "reading the request body: "+err.Error())
+	}
+	return body, nil
+}
+
+func quote(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "..."
+	}
+	return `"` + s + `"`
+}
