@@ -1,0 +1,125 @@
+package pollers
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// FieldPath is a compiled path into a JSON record. The zero value is "not
+// configured": IsZero reports it and Get returns a missing result. Safe for
+// concurrent use.
+type FieldPath struct {
+	src   string
+	gjson string
+}
+
+// ParseFieldPath compiles a path of dot-separated keys and brackets:
+// properties.lastmodified, ['Modified Time'], items[0].id, a["b.c"], with an
+// optional leading "$." as JSONPath writes it. Quoted keys may contain any
+// character; a backslash escapes the next one. [N] indexes an array (on an
+// object it reads the key "N"). Every other character of an unquoted key is
+// literal (gjson's wildcards and modifiers are escaped). An empty path, an
+// empty key, an unclosed bracket or quote is an error.
+func ParseFieldPath(s string) (FieldPath, error) {
+	bad := func(format string, a ...any) (FieldPath, error) {
+		return FieldPath{}, fmt.Errorf("invalid field path %q: "+format, append([]any{s}, a...)...)
+	}
+	if strings.TrimSpace(s) == "" {
+		return FieldPath{}, errors.New("empty field path")
+	}
+	rest := s
+	if rest == "$" {
+		return bad("no field after $")
+	}
+	if strings.HasPrefix(rest, "$.") || strings.HasPrefix(rest, "$[") {
+		rest = strings.TrimPrefix(rest[1:], ".")
+	}
+	var comps []string
+	expectKey := true // at the start or after '.'
+	for i := 0; i < len(rest); {
+		c := rest[i]
+		switch {
+		case c == '[':
+			j := i + 1
+			if j < len(rest) && (rest[j] == '\'' || rest[j] == '"') {
+				q := rest[j]
+				var key strings.Builder
+				k := j + 1
+				for ; k < len(rest) && rest[k] != q; k++ {
+					if rest[k] == '\\' && k+1 < len(rest) {
+						k++
+					}
+					key.WriteByte(rest[k])
+				}
+				if k >= len(rest) {
+					return bad("unclosed quote at position %d", j+1)
+				}
+				if k+1 >= len(rest) || rest[k+1] != ']' {
+					return bad("expected ']' at position %d", k+2)
+				}
+				if key.Len() == 0 {
+					return bad("empty key at position %d", i+1)
+				}
+				comps = append(comps, gjson.Escape(key.String()))
+				i = k + 2
+			} else {
+				k := strings.IndexByte(rest[j:], ']')
+				if k < 0 {
+					return bad("unclosed '[' at position %d", i+1)
+				}
+				idx := strings.TrimSpace(rest[j : j+k])
+				if idx == "" || !allDigits(idx) {
+					return bad("expected an index or a quoted key in brackets at position %d, got [%s]", i+1, rest[j:j+k])
+				}
+				comps = append(comps, idx)
+				i = j + k + 1
+			}
+			expectKey = false
+		case c == '.':
+			if expectKey {
+				return bad("empty key at position %d", i+1)
+			}
+			expectKey = true
+			i++
+			if i == len(rest) {
+				return bad("ends with '.'")
+			}
+		default:
+			if !expectKey {
+				return bad("expected '.' or '[' at position %d", i+1)
+			}
+			j := i
+			for j < len(rest) && rest[j] != '.' && rest[j] != '[' {
+				j++
+			}
+			comps = append(comps, gjson.Escape(rest[i:j]))
+			expectKey = false
+			i = j
+		}
+	}
+	if len(comps) == 0 {
+		return bad("no field")
+	}
+	return FieldPath{src: s, gjson: strings.Join(comps, ".")}, nil
+}
+
+// String returns the path as given to ParseFieldPath.
+func (p FieldPath) String() string { return p.src }
+
+// GJSON returns the compiled gjson path.
+func (p FieldPath) GJSON() string { return p.gjson }
+
+// IsZero reports whether p is the zero FieldPath.
+func (p FieldPath) IsZero() bool { return p.gjson == "" }
+
+// Get reads the path from a JSON document (a record's Raw text); the result
+// does not exist when the path is missing or p is zero.
+func (p FieldPath) Get(json string) gjson.Result {
+	if p.gjson == "" {
+		return gjson.Result{}
+	}
+	return gjson.Get(json, p.gjson)
+}
