@@ -29,11 +29,11 @@ func TestNotificationCarriesBothInstanceIDSpellings(t *testing.T) {
 	n := Notification{Message: NotificationMessage{EventID: "e1", InstanceID: 12, ElementKey: "generic",
 		Events: []Change{{ID: "c1", EventType: Updated, ObjectType: "orders", ObjectID: "7", ElementKey: "generic", Date: "2026-11-22T07:35:27.123Z"}},
 		Raw:    json.RawMessage(`{"objectType":"orders","orders":[{"id":7}]}`)}}
-	got, err := json.Marshal(n)
+	got, err := n.Body()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"message":{"eventId":"e1","instanceId":12,"elementKey":"generic","events":[{"id":"c1","eventType":"UPDATED","objectType":"orders","objectId":"7","elementKey":"generic","date":"2026-11-22T07:35:27.123Z"}],"raw":{"objectType":"orders","orders":[{"id":7}]},"instance_id":12}}`
+	want := `{"message":{"eventId":"e1","instanceId":12,"elementKey":"generic","events":[{"id":"c1","eventType":"UPDATED","objectType":"orders","objectId":"7","elementKey":"generic","date":"2026-11-22T07:35:27.123Z"}],"instance_id":12,"raw":{"objectType":"orders","orders":[{"id":7}]}}}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
