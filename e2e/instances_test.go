@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// instanceBody is a create body for the generic connector carrying the given
+// secret values.
+func instanceBody(name, password, signatureKey string) map[string]any {
+	return map[string]any{
+		"name":    name,
+		"element": map[string]any{"key": "generic"},
+		"configuration": map[string]any{
+			"base.url":                         "http://127.0.0.1:9/api",
+			"auth.type":                        "basic",
+			"username":                         "alice",
+			"password":                         password,
+			"event.notification.enabled":       "true",
+			"event.notification.callback.url":  "http://127.0.0.1:9/hooks",
+			"event.notification.signature.key": signatureKey,
+			"event.poller.refresh_interval":    "60",
+			"event.poller.configuration": map[string]any{
+				"contacts": map[string]any{
+					"url":     "/contacts?since=${gmtDate:yyyy-MM-dd'T'HH:mm:ss'Z'}",
+					"idField": "id",
+					"datesConfiguration": map[string]any{
+						"updatedDateField":  "updated",
+						"updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ss'Z'",
+					},
+				},
+			},
+		},
+		"tags": []string{"e2e"},
+	}
+}
+
+type instanceView struct {
+	ID            int64          `json:"id"`
+	Name          string         `json:"name"`
+	Token         string         `json:"token"`
+	Configuration map[string]any `json:"configuration"`
+}
+
+func TestInstancesSurviveSIGKILLAndIDsAreNeverReused(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	p := startPoller(t, dataDir, "")
+	created := map[int64]string{}
+	for i := range 3 {
+		var in instanceView
+		if status, raw := p.do(http.MethodPost, "/instances", instanceBody(fmt.Sprintf("before-%d", i), "pw", "key"), &in); status != http.StatusOK {
+			t.Fatalf("create: %d %s", status, raw)
+		}
+		created[in.ID] = in.Name
+	}
+	var deleted instanceView
+	p.do(http.MethodPost, "/instances", instanceBody("deleted", "pw", "key"), &deleted)
+	if status, raw := p.do(http.MethodDelete, fmt.Sprintf("/instances/%d", deleted.ID), nil, nil); status != http.StatusOK {
+		t.Fatalf("delete: %d %s", status, raw)
+	}
+	p.kill()
+
+	p2 := startPoller(t, dataDir, p.auth)
+	for id, name := range created {
+		var in instanceView
+		if status, raw := p2.do(http.MethodGet, fmt.Sprintf("/instances/%d", id), nil, &in); status != http.StatusOK || in.Name != name {
+			t.Errorf("instance %d after restart: %d %s, want name %q", id, status, raw, name)
+		}
+	}
+	if status, _ := p2.do(http.MethodGet, fmt.Sprintf("/instances/%d", deleted.ID), nil, nil); status != http.StatusNotFound {
+		t.Errorf("deleted instance %d after restart: status %d, want 404", deleted.ID, status)
+	}
+	var next instanceView
+	p2.do(http.MethodPost, "/instances", instanceBody("after", "pw", "key"), &next)
+	for id := range created {
+		if next.ID <= id {
+			t.Errorf("id after restart %d, want above every earlier id (had %d)", next.ID, id)
+		}
+	}
+	if next.ID <= deleted.ID {
+		t.Errorf("id after restart %d reuses or precedes deleted id %d", next.ID, deleted.ID)
+	}
+}
+
+func TestInstanceSecretsAppearNeitherInResponsesNorInTheDataDir(t *testing.T) {
+	t.Parallel()
+	const password, signatureKey = "pw-Xq7-never-stored-in-clear", "sig-K9z-never-stored-in-clear"
+	dataDir := t.TempDir()
+	p := startPoller(t, dataDir, "")
+	var in instanceView
+	status, raw := p.do(http.MethodPost, "/instances", instanceBody("secret", password, signatureKey), &in)
+	if status != http.StatusOK {
+		t.Fatalf("create: %d %s", status, raw)
+	}
+	responses := [][]byte{raw}
+	_, raw = p.do(http.MethodGet, fmt.Sprintf("/instances/%d", in.ID), nil, nil)
+	responses = append(responses, raw)
+	_, raw = p.do(http.MethodGet, "/instances", nil, nil)
+	responses = append(responses, raw)
+	_, raw = p.do(http.MethodPatch, fmt.Sprintf("/instances/%d", in.ID), map[string]any{"name": "renamed"}, nil)
+	responses = append(responses, raw)
+	for _, body := range responses {
+		for _, secret := range []string{password, signatureKey} {
+			if bytes.Contains(body, []byte(secret)) {
+				t.Errorf("a response holds the secret %q: %s", secret, body)
+			}
+		}
+	}
+	if in.Configuration["password"] != "********" || in.Configuration["event.notification.signature.key"] != "********" {
+		t.Errorf("secrets not shown as ********: %v", in.Configuration)
+	}
+	if err := p.stop(); err != nil {
+		t.Fatalf("SIGTERM: exit %v, want 0", err)
+	}
+	scanned := 0
+	err := filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		scanned++
+		for _, secret := range []string{password, signatureKey, in.Token} {
+			if bytes.Contains(data, []byte(secret)) {
+				t.Errorf("%s holds a secret in clear (%.6s...)", path, secret)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scanned == 0 {
+		t.Fatal("nothing under the data dir to scan")
+	}
+	if strings.Contains(p.Output(), password) || strings.Contains(p.Output(), signatureKey) {
+		t.Error("the process output holds a secret")
+	}
+}
+
+func TestSIGTERMExitsZero(t *testing.T) {
+	t.Parallel()
+	p := startPoller(t, t.TempDir(), "")
+	if err := p.stop(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v, want 0\n%s", err, p.Output())
+	}
+}
