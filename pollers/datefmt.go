@@ -135,6 +135,29 @@ func (f DateFormat) IsZero() bool { return f.epoch == epochNone && f.items == ni
 // IsEpoch reports whether f is "milliseconds" or "seconds".
 func (f DateFormat) IsEpoch() bool { return f.epoch != epochNone }
 
+// FractionDigits returns how many digits of a second's fraction the format
+// writes: the length of its longest run of S (at most 9), 3 for
+// milliseconds, 0 for seconds and for patterns without S. Values may carry
+// more (a run of S reads every digit given).
+func (f DateFormat) FractionDigits() int {
+	switch f.epoch {
+	case epochMillis:
+		return 3
+	case epochMicros:
+		return 6
+	case epochNone:
+	default:
+		return 0
+	}
+	n := 0
+	for _, it := range f.items {
+		if it.letter == 'S' {
+			n = max(n, it.n)
+		}
+	}
+	return min(n, 9)
+}
+
 // HasZone reports whether the pattern contains a zone letter (z, Z or X), so
 // every value it parses carries its own zone.
 func (f DateFormat) HasZone() bool {
