@@ -20,6 +20,9 @@ import (
 // storage; memory storage is for small, short-lived state.
 const DefaultMaxMemory = 256 << 20
 
+// MaxPayload is the largest message the embedded server accepts.
+const MaxPayload = 2 << 20
+
 // EmbeddedConfig configures StartEmbedded.
 type EmbeddedConfig struct {
 	// DataDir is required. JetStream files live in DataDir/jetstream
@@ -120,6 +123,9 @@ func startServer(cfg EmbeddedConfig, storeDir string) (*Embedded, error) {
 		JetStreamMaxMemory: cfg.MaxMemory,
 		JetStreamMaxStore:  cfg.MaxStore,
 		NoSigs:             true, // the process owns SIGINT/SIGTERM
+		// A notification body may be 1 MiB plus headers, over NATS's 1 MB
+		// default. An external server needs max_payload of at least this.
+		MaxPayload: MaxPayload,
 	}
 	if opts.JetStreamMaxMemory == 0 {
 		opts.JetStreamMaxMemory = DefaultMaxMemory

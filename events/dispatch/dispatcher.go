@@ -1,0 +1,739 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pollhook/pollhook/events"
+)
+
+// Endpoint is what an attempt needs of its instance. It is read again for
+// every attempt, so a PATCH applies to the next one.
+type Endpoint struct {
+	CallbackURL  string
+	SignatureKey string // "" sends no signatures
+	Disabled     bool   // held, without attempts, until enabled
+}
+
+// ErrInstanceGone is what an Instances lookup returns (wrapped or not) when
+// the instance no longer exists: its notifications are dropped.
+var ErrInstanceGone = errors.New("instance does not exist")
+
+// Instances gives the current Endpoint of an instance.
+type Instances interface {
+	Endpoint(ctx context.Context, instanceID int64) (Endpoint, error)
+}
+
+// InstancesFunc adapts a function to Instances.
+type InstancesFunc func(ctx context.Context, instanceID int64) (Endpoint, error)
+
+// Endpoint calls f.
+func (f InstancesFunc) Endpoint(ctx context.Context, instanceID int64) (Endpoint, error) {
+	return f(ctx, instanceID)
+}
+
+// Sender sends one delivery request; *http.Client is one. It must not
+// follow redirects.
+type Sender interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// Config configures a Dispatcher. Zero fields take the defaults shown.
+type Config struct {
+	Instances             Instances     // required
+	Version               string        // User-Agent: pollhook/<Version>; default "dev"
+	Concurrency           int           // attempts in flight in this process (--concurrency); 64
+	PerDestination        int           // attempts in flight per destination in this process; 8
+	DeliveryTimeout       time.Duration // one attempt (--delivery-timeout); 15s
+	BlockPrivateCallbacks bool          // --block-private-callbacks
+	HoldAfter             int           // consecutive failures that hold a destination; 5
+	ProbeInterval         time.Duration // how often a held destination is probed; 30s
+	DeferDelay            time.Duration // how long a notification waits when its destination is at its limit; 500ms
+	Logger                *slog.Logger  // default slog.Default()
+	Registerer            prometheus.Registerer
+	Sender                Sender // default: an http.Client made from the fields above
+}
+
+// Defaults of Config.
+const (
+	DefaultConcurrency     = 64
+	DefaultPerDestination  = 8
+	DefaultDeliveryTimeout = 15 * time.Second
+	DefaultHoldAfter       = 5
+	DefaultProbeInterval   = 30 * time.Second
+	DefaultDeferDelay      = 500 * time.Millisecond
+
+	excerptBytes  = 512
+	leaseMargin   = 30 * time.Second // AckWait and the in-flight lease exceed the timeout by this
+	maxAckPending = 20000
+)
+
+// Dispatcher delivers notifications. Any number of Dispatchers, in any
+// number of processes, may run on one NATS: they share one durable consumer
+// per stream, so each ticket goes to one of them, and an in-flight lease on
+// the notification's record keeps a second attempt from starting while one
+// runs.
+type Dispatcher struct {
+	store   *Store
+	cfg     Config
+	log     *slog.Logger
+	sender  Sender
+	metrics *metrics
+	ackWait time.Duration
+
+	mu     sync.Mutex
+	active map[string]int // attempts in flight per destination, this process
+}
+
+// New returns a Dispatcher over store. It registers its metrics on
+// cfg.Registerer (if any) and errs if they are registered already.
+func New(store *Store, cfg Config) (*Dispatcher, error) {
+	if store == nil || cfg.Instances == nil {
+		return nil, errors.New("dispatch.New: a store and Config.Instances are required")
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.PerDestination <= 0 {
+		cfg.PerDestination = DefaultPerDestination
+	}
+	if cfg.DeliveryTimeout <= 0 {
+		cfg.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	if cfg.HoldAfter <= 0 {
+		cfg.HoldAfter = DefaultHoldAfter
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	if cfg.DeferDelay <= 0 {
+		cfg.DeferDelay = DefaultDeferDelay
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := &Dispatcher{store: store, cfg: cfg, log: cfg.Logger.With("component", "dispatcher"),
+		active: map[string]int{}, ackWait: cfg.DeliveryTimeout + leaseMargin}
+	d.sender = cfg.Sender
+	if d.sender == nil {
+		d.sender = NewClient(cfg.DeliveryTimeout, cfg.PerDestination, cfg.BlockPrivateCallbacks)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	d.metrics = m
+	return d, nil
+}
+
+// NewClient returns the HTTP client of deliveries: no redirects followed,
+// no proxy when blocking private addresses (the proxy's address would be
+// checked instead of the callback's), and with block set a dial hook that
+// refuses loopback, private, link-local and unspecified addresses after DNS
+// resolution.
+func NewClient(timeout time.Duration, perHost int, block bool) *http.Client {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	proxy := http.ProxyFromEnvironment
+	if block {
+		dialer.Control = blockingControl
+		proxy = nil
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 proxy,
+			DialContext:           dialer.DialContext,
+			TLSHandshakeTimeout:   timeout,
+			MaxIdleConns:          1000,
+			MaxIdleConnsPerHost:   perHost,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Run delivers until ctx is done, then stops fetching, lets the attempts in
+// flight finish (each bounded by the delivery timeout) and returns nil. It
+// returns an error only when it cannot set up its consumers.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	intake, err := d.consumer(ctx, NotifyStream, notifyPrefix+"*")
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	due, err := d.consumer(ctx, DispatchStream, duePrefix+"*.*")
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	slots := make(chan struct{}, d.cfg.Concurrency)
+	work := context.WithoutCancel(ctx) // attempts in flight finish after a stop
+	var handlers, loops sync.WaitGroup
+	loops.Go(func() { d.fetchLoop(ctx, work, intake, true, slots, &handlers) })
+	loops.Go(func() { d.fetchLoop(ctx, work, due, false, slots, &handlers) })
+	loops.Go(func() { d.probeLoop(ctx) })
+	d.log.Info("dispatcher started", "concurrency", d.cfg.Concurrency, "delivery_timeout", d.cfg.DeliveryTimeout)
+	loops.Wait()
+	handlers.Wait()
+	d.log.Info("dispatcher stopped")
+	return nil
+}
+
+// stopped is nil when setup failed because ctx ended (a stop), else err.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (d *Dispatcher) consumer(ctx context.Context, stream, filter string) (jetstream.Consumer, error) {
+	c, err := d.store.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       consumerName,
+		Description:   "pollhook dispatchers, shared",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       d.ackWait,
+		MaxAckPending: maxAckPending,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: filter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", consumerName, stream, err)
+	}
+	return c, nil
+}
+
+// fetchLoop takes a free slot, fetches up to as many messages as there are
+// free slots (at most 16), and handles each in its own goroutine: nothing
+// is fetched that no slot is free for, so fetched messages never wait out
+// their AckWait in a buffer.
+func (d *Dispatcher) fetchLoop(ctx, work context.Context, c jetstream.Consumer, intake bool, slots chan struct{}, handlers *sync.WaitGroup) {
+	maxBatch := max(1, min(16, d.cfg.Concurrency/2))
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < maxBatch {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		batch, err := c.Fetch(n, jetstream.FetchMaxWait(500*time.Millisecond))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				handlers.Go(func() {
+					defer func() { <-slots }()
+					d.handle(work, msg, intake)
+				})
+			}
+			err = batch.Error()
+		}
+		for range n - got {
+			<-slots
+		}
+		if err != nil && !isFetchTimeout(err) && ctx.Err() == nil {
+			d.log.Warn("fetch failed", "error", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func isFetchTimeout(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat)
+}
+
+// handle processes one message: a new notification (intake) or a ticket.
+func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, intake bool) {
+	var (
+		r    *record
+		rev  uint64
+		gen  uint64
+		body []byte
+		err  error
+	)
+	if intake {
+		r, rev, err = d.admit(ctx, msg)
+		body = msg.Data()
+	} else {
+		instanceID, seq, ok := parseRef(strings.TrimPrefix(msg.Subject(), duePrefix))
+		if !ok {
+			_ = msg.Term()
+			return
+		}
+		gen, _ = strconv.ParseUint(msg.Headers().Get(hdrGen), 10, 64)
+		r, rev, err = d.store.load(ctx, stateKey(instanceID, seq))
+		if errors.Is(err, ErrNotFound) {
+			_ = msg.Ack() // dropped, or expired
+			return
+		}
+	}
+	if err != nil {
+		d.log.Warn("reading delivery state failed", "subject", msg.Subject(), "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if r == nil { // a duplicate or unreadable notification
+		_ = msg.Ack()
+		return
+	}
+	d.process(ctx, msg, r, rev, gen, body)
+}
+
+// admit creates the record of a new notification (or finds it, when the
+// message comes again). It returns a nil record for a message to drop: not
+// a notification, or a duplicate of one already known.
+func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uint64, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, 0, err
+	}
+	instanceID, err := strconv.ParseInt(strings.TrimPrefix(msg.Subject(), notifyPrefix), 10, 64)
+	if err != nil || instanceID <= 0 {
+		d.log.Warn("dropping a message that is not a notification", "subject", msg.Subject())
+		return nil, 0, nil
+	}
+	seq := meta.Sequence.Stream
+	key := stateKey(instanceID, seq)
+	if r, rev, err := d.store.load(ctx, key); !errors.Is(err, ErrNotFound) {
+		return r, rev, err
+	}
+	var n events.Notification
+	if err := json.Unmarshal(msg.Data(), &n); err != nil || n.Message.EventID == "" {
+		d.log.Warn("dropping a message that is not a notification", "subject", msg.Subject(), "seq", seq)
+		return nil, 0, nil
+	}
+	self := []byte(ref(instanceID, seq))
+	ttl := d.store.opts.indexRetention()
+	if _, err := d.store.putRaw(ctx, eventKey(n.Message.EventID), self, 0, ttl); errors.Is(err, ErrConflict) {
+		e, err := d.store.kv.Get(ctx, eventKey(n.Message.EventID))
+		if err != nil {
+			return nil, 0, err
+		}
+		if string(e.Value()) != string(self) {
+			if oid, oseq, ok := parseRef(string(e.Value())); ok {
+				if _, _, err := d.store.load(ctx, stateKey(oid, oseq)); err == nil {
+					d.log.Info("dropping a duplicate notification", "event_id", n.Message.EventID, "instance_id", instanceID)
+					return nil, 0, nil
+				}
+			}
+			if _, err := d.store.putRaw(ctx, eventKey(n.Message.EventID), self, e.Revision(), ttl); err != nil {
+				return nil, 0, err
+			}
+		}
+	} else if err != nil {
+		return nil, 0, err
+	}
+	now := d.store.now().UTC()
+	r := &record{EventID: n.Message.EventID, InstanceID: instanceID, Seq: seq, Status: StatusQueued,
+		CreatedAt: meta.Timestamp.UTC(), UpdatedAt: now, Events: n.Message.Events}
+	rev, err := d.store.put(ctx, key, r, 0, 0)
+	if errors.Is(err, ErrConflict) {
+		return d.store.load(ctx, key)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, c := range r.Events {
+		if c.ID != "" && c.ID != r.EventID {
+			_, _ = d.store.putRaw(ctx, changeKey(c.ID), self, 0, ttl)
+		}
+	}
+	return r, rev, nil
+}
+
+// process decides what a valid message for record r does: nothing (stale),
+// wait (park), wait a little (defer), or an attempt.
+func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, rev, gen uint64, body []byte) {
+	now := d.store.now()
+	d.log.Debug("processing", "subject", msg.Subject(), "gen", gen, "record_gen", r.Gen, "status", r.Status)
+	switch {
+	case gen > r.Gen:
+		// The ticket of a change whose record write has not landed yet, or
+		// never will (the writer died): wait for it a while, then drop it;
+		// the writer's own message comes back after its AckWait.
+		if meta, err := msg.Metadata(); err == nil && now.Sub(meta.Timestamp) > 2*d.ackWait {
+			_ = msg.Ack()
+			return
+		}
+		_ = msg.NakWithDelay(250 * time.Millisecond)
+		return
+	case r.final() || gen < r.Gen:
+		_ = msg.Ack()
+		return
+	case r.Status == StatusInFlight && now.Before(r.LeaseUntil):
+		_ = msg.NakWithDelay(r.LeaseUntil.Sub(now) + 100*time.Millisecond)
+		return
+	}
+	ep, err := d.cfg.Instances.Endpoint(ctx, r.InstanceID)
+	if errors.Is(err, ErrInstanceGone) {
+		_ = d.store.kv.Purge(ctx, r.key())
+		d.metrics.deliveries.WithLabelValues("dropped", "instance_deleted").Inc()
+		_ = msg.Ack()
+		return
+	}
+	if err != nil {
+		d.log.Warn("reading the instance failed", "instance_id", r.InstanceID, "error", err)
+		_ = msg.NakWithDelay(5 * time.Second)
+		return
+	}
+	if ep.Disabled {
+		d.park(ctx, msg, r, rev, instanceGroup(r.InstanceID), ReasonInstanceDisabled, "the instance is disabled")
+		return
+	}
+	dest := Destination(ep.CallbackURL)
+	probe := false
+	if dest != "" {
+		h, hrev, err := d.health(ctx, dest)
+		if err != nil {
+			d.log.Warn("reading destination health failed", "destination", dest, "error", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if h.held() {
+			if !d.takeProbe(ctx, dest, h, hrev) {
+				d.park(ctx, msg, r, rev, destGroup(dest), ReasonDestinationUnavailable,
+					fmt.Sprintf("destination %s is held after %d consecutive failures", dest, h.Failures))
+				return
+			}
+			probe = true
+		}
+		if !d.acquire(dest) {
+			if probe {
+				d.releaseProbe(ctx, dest)
+			}
+			d.deferTicket(ctx, msg, r)
+			return
+		}
+		defer d.release(dest)
+	}
+
+	r.Status, r.LeaseUntil, r.Destination = StatusInFlight, now.Add(d.ackWait), dest
+	rev, err = d.store.save(ctx, r, rev)
+	if err != nil {
+		if probe {
+			d.releaseProbe(ctx, dest)
+		}
+		if !errors.Is(err, ErrConflict) {
+			d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
+		}
+		_ = msg.NakWithDelay(200 * time.Millisecond) // look again
+		return
+	}
+	if r.Parked != "" {
+		_ = d.store.kv.Purge(ctx, parkKey(r.Parked, ref(r.InstanceID, r.Seq)))
+		r.Parked = ""
+	}
+	if body == nil {
+		m, err := d.store.notify.GetMsg(ctx, r.Seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			r.LastError = "the notification's body is no longer stored"
+			d.fail(ctx, msg, r, rev, "body_expired")
+			return
+		}
+		if err != nil {
+			d.log.Warn("reading notification body failed", "event_id", r.EventID, "error", err)
+			r.Status, r.LeaseUntil = StatusQueued, time.Time{}
+			_, _ = d.store.save(ctx, r, rev)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		body = m.Data
+	}
+
+	d.metrics.inFlight.Inc()
+	began := time.Now()
+	res := d.attempt(ctx, ep, r.EventID, body)
+	elapsed := time.Since(began)
+	d.metrics.inFlight.Dec()
+	dec := Classify(res)
+	d.metrics.latency.WithLabelValues(dec.Outcome).Observe(elapsed.Seconds())
+	d.metrics.deliveries.WithLabelValues(dec.Outcome, dec.Reason).Inc()
+	d.settle(ctx, msg, r, rev, ep, dest, res, dec, probe)
+}
+
+// attempt POSTs body to the endpoint once.
+func (d *Dispatcher) attempt(ctx context.Context, ep Endpoint, eventID string, body []byte) Result {
+	u, err := url.Parse(ep.CallbackURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Result{Err: errNoCallback}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.DeliveryTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.CallbackURL, bytes.NewReader(body))
+	if err != nil {
+		return Result{Err: errNoCallback}
+	}
+	SetHeaders(req.Header, d.cfg.Version, eventID, ep.SignatureKey, time.Now(), body)
+	resp, err := d.sender.Do(req)
+	if err != nil {
+		return Result{Err: err}
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, excerptBytes))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	return Result{StatusCode: resp.StatusCode, Header: resp.Header, Excerpt: excerpt(head)}
+}
+
+// settle records an attempt's outcome and acks the message.
+func (d *Dispatcher) settle(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, ep Endpoint, dest string, res Result, dec Decision, probe bool) {
+	end := d.store.now()
+	r.Attempts++
+	r.LastStatusCode, r.Excerpt, r.LeaseUntil = res.StatusCode, res.Excerpt, time.Time{}
+	r.LastError = attemptError(res, dec)
+	switch dec.Outcome {
+	case OutcomeDelivered:
+		r.Status, r.DeliveredAt, r.NextAttemptAt, r.LastError = StatusDelivered, end.UTC(), time.Time{}, ""
+		if _, err := d.store.save(ctx, r, rev); err != nil {
+			d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
+		}
+		_ = msg.Ack()
+		if dest != "" {
+			d.succeeded(ctx, dest)
+		}
+		return
+	case OutcomeFailed:
+		if dest != "" {
+			d.succeeded(ctx, dest) // 410 Gone: the destination answers
+		}
+		d.fail(ctx, msg, r, rev, dec.Reason)
+		return
+	}
+	held := false
+	if dest != "" {
+		held = d.failed(ctx, dest, probe)
+	}
+	if r.Anchor.IsZero() {
+		r.Anchor = end.UTC()
+	}
+	ra, hasRA := RetryAfter(res.StatusCode, res.Header.Get("Retry-After"), end)
+	if early := !r.NextAttemptAt.IsZero() && end.Before(r.NextAttemptAt); early && !hasRA {
+		// An attempt before its due time (a probe of a held destination,
+		// or a wake-up): the schedule stays as it was.
+	} else {
+		due, ok := NextRetry(d.store.opts.RetrySchedule, r.Anchor, r.NextRetry, jitter(), end, ra, hasRA)
+		if !ok {
+			d.fail(ctx, msg, r, rev, ReasonRetriesExhausted)
+			return
+		}
+		r.NextRetry++
+		r.NextAttemptAt = due.UTC()
+	}
+	r.Status = StatusRetrying
+	if held {
+		r.Status, r.Parked = StatusHeld, destGroup(dest)
+	}
+	d.reschedule(ctx, msg, r, rev)
+}
+
+// reschedule stores r's next ticket, then r, then acks: a crash between
+// leaves the message to come back, never a record without a ticket.
+func (d *Dispatcher) reschedule(ctx context.Context, msg jetstream.Msg, r *record, rev uint64) {
+	if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, r.NextAttemptAt); err != nil {
+		d.log.Warn("scheduling a retry failed", "event_id", r.EventID, "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if r.Parked != "" {
+		_, _ = d.store.kv.Put(ctx, parkKey(r.Parked, ref(r.InstanceID, r.Seq)), nil)
+	}
+	if _, err := d.store.save(ctx, r, rev); err != nil {
+		if errors.Is(err, ErrConflict) {
+			_ = msg.Ack() // changed meanwhile (dropped): the newer state wins
+			return
+		}
+		d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = msg.Ack()
+}
+
+// fail makes r a dead letter.
+func (d *Dispatcher) fail(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, reason string) {
+	now := d.store.now().UTC()
+	r.Status, r.Reason, r.FailedAt = StatusFailed, reason, now
+	r.NextAttemptAt, r.LeaseUntil, r.Parked = time.Time{}, time.Time{}, ""
+	if _, err := d.store.save(ctx, r, rev); err != nil && !errors.Is(err, ErrConflict) {
+		d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	d.metrics.deadLetters.WithLabelValues(reason).Inc()
+	d.log.Info("notification failed", "event_id", r.EventID, "instance_id", r.InstanceID, "reason", reason,
+		"attempts", r.Attempts, "last_status", r.LastStatusCode)
+	_ = msg.Ack()
+}
+
+// park keeps r waiting without attempts (its destination is held, or its
+// instance disabled) until its next due time, when it is looked at again;
+// the due times follow the retry schedule, so held time counts against
+// it, and r fails with reason once the last offset has passed.
+func (d *Dispatcher) park(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, group, reason, why string) {
+	now := d.store.now()
+	if r.Status == StatusHeld && r.Parked == group && now.Before(r.NextAttemptAt) {
+		// An early ticket (a wake-up or probe that lost the race): keep
+		// the record's own ticket in place and change nothing.
+		if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, r.NextAttemptAt); err != nil {
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		_ = msg.Ack()
+		return
+	}
+	if r.Anchor.IsZero() {
+		r.Anchor = now.UTC()
+	}
+	r.LastError = why
+	due, ok := NextRetry(d.store.opts.RetrySchedule, r.Anchor, r.NextRetry, jitter(), now, 0, false)
+	if !ok {
+		d.fail(ctx, msg, r, rev, reason)
+		return
+	}
+	r.NextRetry++
+	r.Gen++
+	r.Status, r.Parked, r.NextAttemptAt, r.LeaseUntil = StatusHeld, group, due.UTC(), time.Time{}
+	d.reschedule(ctx, msg, r, rev)
+}
+
+// deferTicket puts r back for a moment, unchanged: its destination has as
+// many attempts in flight as allowed.
+func (d *Dispatcher) deferTicket(ctx context.Context, msg jetstream.Msg, r *record) {
+	at := d.store.now().Add(Jittered(d.cfg.DeferDelay, jitter()*5)) // ±50%
+	if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, at); err != nil {
+		_ = msg.NakWithDelay(d.cfg.DeferDelay)
+		return
+	}
+	_ = msg.Ack()
+}
+
+func (d *Dispatcher) acquire(dest string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.active[dest] >= d.cfg.PerDestination {
+		return false
+	}
+	d.active[dest]++
+	return true
+}
+
+func (d *Dispatcher) release(dest string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.active[dest]--; d.active[dest] <= 0 {
+		delete(d.active, dest)
+	}
+}
+
+// Destination is the scheme://host:port of a callback URL (default ports
+// made explicit, names lower-cased), or "" when it has none.
+func Destination(callbackURL string) string {
+	u, err := url.Parse(callbackURL)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		default:
+			return ""
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+func destHash(dest string) string {
+	sum := sha256.Sum256([]byte(dest))
+	return hex.EncodeToString(sum[:12])
+}
+
+func destGroup(dest string) string { return "d" + destHash(dest) }
+
+var errNoCallback = errors.New("the instance has no valid http(s) callback URL")
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func jitter() float64 { return rand.Float64()*2 - 1 }
+
+// excerpt is the start of a response body as valid UTF-8.
+func excerpt(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	for len(s) > excerptBytes {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+// attemptError says in words why an attempt did not deliver ("" if it did).
+func attemptError(res Result, dec Decision) string {
+	if dec.Outcome == OutcomeDelivered {
+		return ""
+	}
+	if res.StatusCode != 0 {
+		return "HTTP " + strconv.Itoa(res.StatusCode) + " " + http.StatusText(res.StatusCode)
+	}
+	switch dec.Reason {
+	case ReasonTimeout:
+		return "no answer within the delivery timeout"
+	case ReasonBlockedAddress:
+		return ErrBlockedAddress.Error()
+	case ReasonNoCallback:
+		return errNoCallback.Error()
+	}
+	if res.Err == nil {
+		return dec.Reason
+	}
+	var ue *url.Error
+	if errors.As(res.Err, &ue) {
+		return ue.Err.Error() // without the URL, which may hold credentials
+	}
+	return res.Err.Error()
+}

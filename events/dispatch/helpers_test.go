@@ -1,0 +1,221 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pollhook/pollhook/broker"
+	"github.com/pollhook/pollhook/events"
+)
+
+var quiet = func() *slog.Logger {
+	if os.Getenv("DISPATCH_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}()
+
+// testSchedule is the short retry schedule of the tests. (The server fires
+// scheduled tickets no sooner than 250ms after they are stored, so the
+// retries come at about 250ms intervals.)
+var testSchedule = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
+
+type env struct {
+	t     *testing.T
+	js    jetstream.JetStream
+	store *Store
+	inst  *fakeInstances
+}
+
+// newEnv starts an embedded NATS with JetStream for one test and opens the
+// store on it.
+func newEnv(t *testing.T, opts Options) *env {
+	t.Helper()
+	e, err := broker.StartEmbedded(broker.EmbeddedConfig{DataDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	nc, js, err := broker.Connect(ctx, "", broker.InProcess(e), broker.Logger(quiet), broker.Name(t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if opts.RetrySchedule == nil {
+		opts.RetrySchedule = testSchedule
+	}
+	store, err := OpenStore(ctx, js, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, js: js, store: store, inst: &fakeInstances{m: map[int64]Endpoint{}}}
+}
+
+// run starts a dispatcher until the test ends (or stop is called), and
+// returns stop, which waits for Run to return.
+func (e *env) run(cfg Config) (stop func()) {
+	e.t.Helper()
+	if cfg.Instances == nil {
+		cfg.Instances = e.inst
+	}
+	if cfg.DeliveryTimeout == 0 {
+		cfg.DeliveryTimeout = 500 * time.Millisecond
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 100 * time.Millisecond
+	}
+	if cfg.DeferDelay == 0 {
+		cfg.DeferDelay = 100 * time.Millisecond
+	}
+	cfg.Logger = quiet
+	cfg.Version = "test"
+	cfg.Registerer = prometheus.NewRegistry()
+	d, err := New(e.store, cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					e.t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				e.t.Error("Run did not return within 10s of its context ending")
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// publish stores a notification of one change for instance id.
+func (e *env) publish(id int64, objectID string) events.Notification {
+	e.t.Helper()
+	c := events.Change{ID: events.ChangeID(id, "contacts", objectID, events.Updated, "2026-11-22T07:35:27.123Z"),
+		EventType: events.Updated, ObjectType: "contacts", ObjectID: objectID, ElementKey: "generic", Date: "2026-11-22T07:35:27.123Z"}
+	n := events.Notification{Message: events.NotificationMessage{
+		EventID: events.NotificationID([]string{c.ID}), InstanceID: id, ElementKey: "generic",
+		Events: []events.Change{c},
+		Raw:    json.RawMessage(fmt.Sprintf(`{"objectType":"contacts","contacts":[{"id":%q,"name":"Ada"}]}`, objectID)),
+	}}
+	if err := Publish(e.t.Context(), e.js, n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// get returns the view of a notification, failing the test if missing.
+func (e *env) get(eventID string) View {
+	e.t.Helper()
+	v, err := e.store.Get(e.t.Context(), eventID)
+	if err != nil {
+		e.t.Fatalf("Get(%s): %v", eventID, err)
+	}
+	return v
+}
+
+// waitStatus waits until the notification has the status.
+func (e *env) waitStatus(eventID, status string, within time.Duration) View {
+	e.t.Helper()
+	var v View
+	eventually(e.t, within, func() bool {
+		var err error
+		v, err = e.store.Get(e.t.Context(), eventID)
+		return err == nil && v.Status == status
+	}, func() string { return fmt.Sprintf("notification %s: %+v, want status %s", eventID, v, status) })
+	return v
+}
+
+func eventually(t *testing.T, within time.Duration, cond func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", within, msg())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type fakeInstances struct {
+	mu sync.Mutex
+	m  map[int64]Endpoint
+}
+
+func (f *fakeInstances) set(id int64, ep Endpoint) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[id] = ep
+}
+
+func (f *fakeInstances) Endpoint(_ context.Context, id int64) (Endpoint, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ep, ok := f.m[id]
+	if !ok {
+		return Endpoint{}, ErrInstanceGone
+	}
+	return ep, nil
+}
+
+// delivery is one request a sink received.
+type delivery struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+// sink is a webhook receiver that answers with respond (200 when nil) and
+// records every request.
+type sink struct {
+	*httptest.Server
+	mu      sync.Mutex
+	got     []delivery
+	respond func(n int, w http.ResponseWriter, r *http.Request) // n: 0-based index of the request
+}
+
+func newSink(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request)) *sink {
+	s := &sink{respond: respond}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		n := len(s.got)
+		s.got = append(s.got, delivery{at: time.Now(), header: r.Header.Clone(), body: body})
+		respond := s.respond
+		s.mu.Unlock()
+		if respond != nil {
+			respond(n, w, r)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *sink) requests() []delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]delivery(nil), s.got...)
+}
+
+func (s *sink) count() int { return len(s.requests()) }
