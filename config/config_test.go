@@ -42,17 +42,19 @@ func TestPollerDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Poller{
-		Listen:              "127.0.0.1:8080",
-		NATSListen:          "127.0.0.1:4222",
-		DataDir:             "./data",
-		MinRefreshInterval:  time.Minute,
-		RetrySchedule:       []time.Duration{4 * time.Second, 16 * time.Second, 64 * time.Second, 256 * time.Second, 1024 * time.Second, 4096 * time.Second, 16384 * time.Second, 65536 * time.Second, 262144 * time.Second},
-		DeliveryTimeout:     15 * time.Second,
-		EventRetention:      168 * time.Hour,
-		DeadletterRetention: 720 * time.Hour,
-		Replicas:            1,
-		LogLevel:            slog.LevelInfo,
-		LogFormat:           LogFormatText,
+		Listen:             "127.0.0.1:8080",
+		NATSListen:         "127.0.0.1:4222",
+		DataDir:            "./data",
+		MinRefreshInterval: time.Minute,
+		Delivery: Delivery{
+			RetrySchedule:       []time.Duration{4 * time.Second, 16 * time.Second, 64 * time.Second, 256 * time.Second, 1024 * time.Second, 4096 * time.Second, 16384 * time.Second, 65536 * time.Second, 262144 * time.Second},
+			DeliveryTimeout:     15 * time.Second,
+			EventRetention:      168 * time.Hour,
+			DeadletterRetention: 720 * time.Hour,
+			Replicas:            1,
+		},
+		LogLevel:  slog.LevelInfo,
+		LogFormat: LogFormatText,
 	}
 	p.set = nil
 	if !reflect.DeepEqual(*p, want) {
@@ -72,24 +74,26 @@ func TestPollerEveryKeyFromFile(t *testing.T) {
 	p.set = nil
 	f := false
 	want := Poller{
-		Listen:                "127.0.0.1:9000",
-		NATSListen:            "127.0.0.1:0",
-		DataDir:               "/var/lib/pollhook",
-		Dispatch:              &f,
-		OrgSecret:             "org-0123456789abcdef",
-		UserSecret:            "user-0123456789abcdef",
-		SecretKey:             []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31},
-		MinRefreshInterval:    time.Second,
-		RetrySchedule:         []time.Duration{time.Second, 2 * time.Second, 4 * time.Second},
-		DeliveryTimeout:       5 * time.Second,
-		BlockPrivateCallbacks: true,
-		EventRetention:        24 * time.Hour,
-		DeadletterRetention:   48 * time.Hour,
-		Replicas:              3,
-		ConnectorsDir:         "./connectors.d",
-		LogLevel:              slog.LevelDebug,
-		LogFormat:             LogFormatJSON,
-		ConfigFile:            "testdata/good.yml",
+		Listen:             "127.0.0.1:9000",
+		NATSListen:         "127.0.0.1:0",
+		DataDir:            "/var/lib/pollhook",
+		Dispatch:           &f,
+		OrgSecret:          "org-0123456789abcdef",
+		UserSecret:         "user-0123456789abcdef",
+		SecretKey:          []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31},
+		MinRefreshInterval: time.Second,
+		Delivery: Delivery{
+			RetrySchedule:         []time.Duration{time.Second, 2 * time.Second, 4 * time.Second},
+			DeliveryTimeout:       5 * time.Second,
+			BlockPrivateCallbacks: true,
+			EventRetention:        24 * time.Hour,
+			DeadletterRetention:   48 * time.Hour,
+			Replicas:              3,
+			ConnectorsDir:         "./connectors.d",
+		},
+		LogLevel:   slog.LevelDebug,
+		LogFormat:  LogFormatJSON,
+		ConfigFile: "testdata/good.yml",
 	}
 	if !reflect.DeepEqual(*p, want) {
 		t.Errorf("from file:\n got %+v\nwant %+v", *p, want)

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
-	"time"
 )
 
 // Dispatcher is the resolved configuration of cmd/dispatcher (SPEC §1).
@@ -17,11 +16,9 @@ type Dispatcher struct {
 	SecretKey []byte
 	DataDir   string // where to read the generated secret key; "" = none
 
-	MetricsListen         string          // health and metrics address
-	Concurrency           int             // deliveries in flight at most
-	RetrySchedule         []time.Duration // positive, strictly increasing
-	DeliveryTimeout       time.Duration   // one delivery attempt
-	BlockPrivateCallbacks bool            // refuse callbacks to loopback, private, link-local addresses
+	MetricsListen string // health and metrics address
+	Concurrency   int    // deliveries in flight at most
+	Delivery
 
 	LogLevel   slog.Level // debug, info, warn or error
 	LogFormat  string     // LogFormatText or LogFormatJSON
@@ -35,9 +32,7 @@ func dispatcherSettings(d *Dispatcher) *settings {
 	add(s, &d.DataDir, "data-dir", "dir", "", "data directory of an embedded poller, to read the secret key it generated", parseNonEmpty)
 	add(s, &d.MetricsListen, "metrics-listen", "address", "127.0.0.1:8081", "address of /healthz, /readyz and /metrics", parseAddress)
 	add(s, &d.Concurrency, "concurrency", "n", "64", "deliveries in flight at most", parseIntRange(1, 100000), intSetting)
-	add(s, &d.RetrySchedule, "retry-schedule", "durations", DefaultRetrySchedule, "delivery retries, as offsets from the end of the first failed attempt (comma-separated, strictly increasing)", parseSchedule, listSetting)
-	add(s, &d.DeliveryTimeout, "delivery-timeout", "duration", "15s", "timeout of one delivery attempt", parsePositiveDuration)
-	add(s, &d.BlockPrivateCallbacks, "block-private-callbacks", "bool", "false", "refuse callback URLs that resolve to loopback, private or link-local addresses", parseBool, boolSetting)
+	addDelivery(s, &d.Delivery)
 	add(s, &d.LogLevel, "log-level", "level", "info", "debug, info, warn or error", parseLogLevel)
 	add(s, &d.LogFormat, "log-format", "format", LogFormatText, "text or json", parseLogFormat)
 	add(s, &d.ConfigFile, "config", "file", "", "YAML file of settings, keyed by flag name", parseNonEmpty, cliOnly)

@@ -13,3 +13,7 @@
 // LoadPoller and LoadDispatcher only read; (*Poller).ResolveSecrets is the one
 // call that writes (the generated secrets file).
 package config
+
+// Version is pollhook's release, sent in User-Agent headers
+// ("pollhook/<Version>").
+const Version = "0.1.0"

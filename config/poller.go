@@ -26,18 +26,12 @@ type Poller struct {
 	UserSecret string // API credential "User <secret>"
 	SecretKey  []byte // SecretKeySize bytes: encrypts credentials at rest
 
-	MinRefreshInterval    time.Duration   // lower bound of event.poller.refresh_interval
-	RetrySchedule         []time.Duration // positive, strictly increasing
-	DeliveryTimeout       time.Duration   // one delivery attempt
-	BlockPrivateCallbacks bool            // refuse callbacks to loopback, private, link-local addresses
-	EventRetention        time.Duration   // how long delivered notifications stay listable
-	DeadletterRetention   time.Duration   // how long failed notifications stay listable
-	Replicas              int             // 1..5, of every stream and KV bucket
+	MinRefreshInterval time.Duration // lower bound of event.poller.refresh_interval
+	Delivery
 
-	ConnectorsDir string     // extra connector definition files; "" = only the built-in ones
-	LogLevel      slog.Level // debug, info, warn or error
-	LogFormat     string     // LogFormatText or LogFormatJSON
-	ConfigFile    string     // --config, "" when none
+	LogLevel   slog.Level // debug, info, warn or error
+	LogFormat  string     // LogFormatText or LogFormatJSON
+	ConfigFile string     // --config, "" when none
 
 	set *settings // how each value was resolved, for later messages
 }
@@ -53,13 +47,7 @@ func pollerSettings(p *Poller) *settings {
 	add(s, &p.UserSecret, "user-secret", "secret", "", "user secret of the API (generated in embedded mode when unset)", parseAPISecret, secretSetting)
 	add(s, &p.SecretKey, "secret-key", "base64", "", "32 bytes, base64: encrypts upstream credentials and signature keys at rest (generated in embedded mode when unset)", parseSecretKey, secretSetting)
 	add(s, &p.MinRefreshInterval, "min-refresh-interval", "duration", "1m", "lower bound for event.poller.refresh_interval", parsePositiveDuration)
-	add(s, &p.RetrySchedule, "retry-schedule", "durations", DefaultRetrySchedule, "delivery retries, as offsets from the end of the first failed attempt (comma-separated, strictly increasing)", parseSchedule, listSetting)
-	add(s, &p.DeliveryTimeout, "delivery-timeout", "duration", "15s", "timeout of one delivery attempt", parsePositiveDuration)
-	add(s, &p.BlockPrivateCallbacks, "block-private-callbacks", "bool", "false", "refuse callback URLs that resolve to loopback, private or link-local addresses", parseBool, boolSetting)
-	add(s, &p.EventRetention, "event-retention", "duration", "168h", "how long delivered notifications stay listable", parsePositiveDuration)
-	add(s, &p.DeadletterRetention, "deadletter-retention", "duration", "720h", "how long failed notifications stay listable", parsePositiveDuration)
-	add(s, &p.Replicas, "replicas", "n", "1", "replicas of every stream and KV bucket pollhook creates (1-5; 3 on a three-node cluster)", parseIntRange(1, 5), intSetting)
-	add(s, &p.ConnectorsDir, "connectors-dir", "dir", "", "directory of extra connector definition files", parseString)
+	addDelivery(s, &p.Delivery)
 	add(s, &p.LogLevel, "log-level", "level", "info", "debug, info, warn or error", parseLogLevel)
 	add(s, &p.LogFormat, "log-format", "format", LogFormatText, "text or json", parseLogFormat)
 	add(s, &p.ConfigFile, "config", "file", "", "YAML file of settings, keyed by flag name", parseNonEmpty, cliOnly)

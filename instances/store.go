@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pollhook/pollhook/connectors"
+	"github.com/pollhook/pollhook/events/dispatch"
 )
 
 // Bucket is the KV bucket holding instances ("instance.<id>") and the id
@@ -265,4 +266,40 @@ func (s *Store) List(ctx context.Context, after int64, limit int) (page []*Insta
 		page = append(page, in)
 	}
 	return page, false, nil
+}
+
+// MarkReauthorizationRequired sets the instance's status to
+// reauthorization_required with message, so polling pauses until a PATCH
+// brings new credentials. A deleted instance is not an error.
+func (s *Store) MarkReauthorizationRequired(ctx context.Context, id int64, message string) error {
+	for {
+		in, err := s.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		in.Status, in.StatusMessage = StatusReauthorizationRequired, message
+		switch err := s.Update(ctx, in); {
+		case err == nil, errors.Is(err, ErrNotFound):
+			return nil
+		case !errors.Is(err, ErrConflict):
+			return err
+		}
+	}
+}
+
+// Endpoint is where and how the notifications of instance id are delivered
+// now (dispatch.Instances): each attempt reads it, so a PATCH applies to
+// the next attempt. A deleted instance is dispatch.ErrInstanceGone.
+func (s *Store) Endpoint(ctx context.Context, id int64) (dispatch.Endpoint, error) {
+	in, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return dispatch.Endpoint{}, fmt.Errorf("instance %d: %w", id, dispatch.ErrInstanceGone)
+	}
+	if err != nil {
+		return dispatch.Endpoint{}, err
+	}
+	return dispatch.Endpoint{CallbackURL: in.CallbackURL, SignatureKey: in.Secrets[KeySignatureKey], Disabled: in.Disabled}, nil
 }

@@ -30,6 +30,9 @@ import (
 	"github.com/pollhook/pollhook/api"
 	"github.com/pollhook/pollhook/broker"
 	"github.com/pollhook/pollhook/config"
+	"github.com/pollhook/pollhook/connectors"
+	"github.com/pollhook/pollhook/events/dispatch"
+	"github.com/pollhook/pollhook/instances"
 )
 
 // Exit codes.
@@ -154,16 +157,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return code
 }
 
-// runDelivery is where the delivery loop starts (events/dispatch, a later
-// issue): it consumes notifications with cfg.Concurrency workers until ctx is
-// done, then finishes or hands back what is in flight and returns. It may
-// register its metrics on reg. Until that loop exists the dispatcher serves
-// health and metrics only.
+// runDelivery delivers notifications with cfg.Concurrency attempts in
+// flight until ctx is done, then finishes what is in flight and returns.
 func runDelivery(ctx context.Context, cfg *config.Dispatcher, js jetstream.JetStream, reg prometheus.Registerer, log *slog.Logger) error {
-	_, _, _ = cfg, js, reg
-	log.Warn("delivery loop not implemented yet; serving health and metrics only")
-	<-ctx.Done()
-	return nil
+	registry, err := connectors.Load(cfg.ConnectorsDir)
+	if err != nil {
+		return err
+	}
+	sealer, err := instances.NewSealer(cfg.SecretKey)
+	if err != nil {
+		return err
+	}
+	instStore, err := instances.OpenStore(ctx, js, cfg.Replicas, sealer, registry)
+	if err != nil {
+		return err
+	}
+	store, err := dispatch.OpenStore(ctx, js, dispatch.StoreOptions(cfg.Delivery))
+	if err != nil {
+		return err
+	}
+	return dispatch.Serve(ctx, store, instStore, cfg.Delivery, cfg.Concurrency, log, reg)
 }
 
 // natsConn is the connection /readyz checks.

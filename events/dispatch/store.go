@@ -28,9 +28,9 @@ const (
 
 // Store errors, matched with errors.Is.
 var (
-	ErrNotFound   = errors.New("notification not found")
-	ErrConflict   = errors.New("notification changed concurrently")
-	ErrNotFailed  = errors.New("notification is not failed")
+	ErrNotFound    = errors.New("notification not found")
+	ErrConflict    = errors.New("notification changed concurrently")
+	ErrNotFailed   = errors.New("notification is not failed")
 	ErrBodyExpired = errors.New("notification body no longer stored")
 )
 
