@@ -61,6 +61,7 @@ type poller struct {
 	cmd     *exec.Cmd
 	dataDir string
 	base    string // http://host:port
+	natsURL string // the embedded NATS server's client URL
 	auth    string // Authorization header value for the organization
 	done    chan struct{}
 	exitErr error
@@ -75,9 +76,9 @@ type poller struct {
 func startPoller(t *testing.T, dataDir, auth string, flags ...string) *poller {
 	t.Helper()
 	p := &poller{t: t, dataDir: dataDir, auth: auth, done: make(chan struct{})}
-	listen := freeAddr(t)
-	p.base = "http://" + listen
-	args := append([]string{"--listen", listen, "--nats-listen", freeAddr(t), "--data-dir", dataDir, "--min-refresh-interval", "1s"}, flags...)
+	listen, natsListen := freeAddr(t), freeAddr(t)
+	p.base, p.natsURL = "http://"+listen, "nats://"+natsListen
+	args := append([]string{"--listen", listen, "--nats-listen", natsListen, "--data-dir", dataDir, "--min-refresh-interval", "1s"}, flags...)
 	p.cmd = exec.Command(filepath.Join(binDir, "poller"), args...)
 	p.cmd.Env = cleanEnv()
 	out, err := p.cmd.StdoutPipe()

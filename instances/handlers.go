@@ -35,6 +35,9 @@ type Credentials interface {
 type Options struct {
 	// Credentials exchanges providerData.code; nil refuses any code.
 	Credentials Credentials
+	// OnChange runs after a PATCH was stored, with the instance before and
+	// after (e.g. to resume held deliveries). Errors are logged.
+	OnChange []func(ctx context.Context, before, after *Instance) error
 	// OnDelete runs after an instance is deleted, to drop what other parts
 	// keep of it (tokens, poll state, undelivered notifications). Errors
 	// are logged: the instance is gone either way.
@@ -260,6 +263,11 @@ func (h *Handlers) patch(w http.ResponseWriter, r *http.Request) error {
 		err = h.store.Update(r.Context(), next)
 		switch {
 		case err == nil:
+			for _, changed := range h.opts.OnChange {
+				if err := changed(context.WithoutCancel(r.Context()), current, next); err != nil {
+					slog.ErrorContext(r.Context(), "after PATCH", "instance_id", id, "error", err)
+				}
+			}
 			api.WriteJSON(w, http.StatusOK, next.View(true))
 			return nil
 		case errors.Is(err, ErrConflict) && attempt < 5:

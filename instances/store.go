@@ -303,3 +303,7 @@ func (s *Store) Endpoint(ctx context.Context, id int64) (dispatch.Endpoint, erro
 	}
 	return dispatch.Endpoint{CallbackURL: in.CallbackURL, SignatureKey: in.Secrets[KeySignatureKey], Disabled: in.Disabled}, nil
 }
+
+// Bucket is the KV bucket of instances, for watchers of their changes
+// (keys "instance.<id>"; read values with Get, which opens the secrets).
+func (s *Store) Bucket() jetstream.KeyValue { return s.kv }

@@ -24,15 +24,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pollhook/pollhook/api"
 	"github.com/pollhook/pollhook/broker"
 	"github.com/pollhook/pollhook/config"
 	"github.com/pollhook/pollhook/connectors"
 	"github.com/pollhook/pollhook/events"
+	"github.com/pollhook/pollhook/events/dispatch"
 	"github.com/pollhook/pollhook/instances"
+	"github.com/pollhook/pollhook/pollers"
+	"github.com/pollhook/pollhook/pollers/engine"
+	"github.com/pollhook/pollhook/upstream"
 )
 
 // Exit codes.
@@ -94,8 +100,9 @@ func resolveSecrets(cfg *config.Poller, stdout io.Writer) error {
 }
 
 // run builds the parts, serves until ctx is done, and stops them in order:
-// the API stops taking requests, then NATS is drained, then the embedded
-// server shuts down (flushing JetStream).
+// the API stops taking requests, the scheduler, workers and dispatcher stop
+// (polls and deliveries in flight finish), then NATS is drained and the
+// embedded server shuts down, flushing JetStream.
 func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 	registry, err := connectors.Load(cfg.ConnectorsDir)
 	if err != nil {
@@ -124,54 +131,151 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 	}
 	defer broker.Drain(nc, shutdownTimeout, log)
 
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: cfg.Replicas, Retention: cfg.EventRetention}); err != nil {
-		return err
-	}
-	store, err := instances.OpenStore(ctx, js, cfg.Replicas, sealer, registry)
+	p, err := build(ctx, cfg, log, js, registry, sealer)
 	if err != nil {
 		return err
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var stopping atomic.Bool
-	router := api.NewRouter()
-	router.HandleOps(func(ctx context.Context) error {
+	p.router.HandleOps(func(ctx context.Context) error {
 		if stopping.Load() {
 			return errors.New("shutting down")
 		}
 		return broker.Ready(ctx, nc, js)
-	}, reg)
-	instances.NewHandlers(store, api.NewAuthenticator(cfg.UserSecret, cfg.OrgSecret), instances.Rules{
-		Registry:           registry,
-		MinRefreshInterval: cfg.MinRefreshInterval,
-	}, instances.Options{}).Register(router)
+	}, p.metrics)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           router,
+		Handler:           p.router,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	work, workCtx := errgroup.WithContext(ctx)
+	work.Go(func() error { return p.scheduler.Run(workCtx) })
+	work.Go(func() error { return p.workers.Run(workCtx) })
+	if cfg.DispatchEnabled() {
+		work.Go(func() error {
+			return dispatch.Serve(workCtx, p.deliveries, p.instances, cfg.Delivery, dispatch.DefaultConcurrency, log, p.metrics)
+		})
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("REST API listening", "listen", ln.Addr().String())
+	log.Info("REST API listening", "listen", ln.Addr().String(), "dispatch", cfg.DispatchEnabled())
 
 	select {
-	case <-ctx.Done():
-		log.Info("poller stopping")
+	case <-workCtx.Done(): // a signal, or a part failed
 		err = nil
 	case err = <-serveErr:
 		err = fmt.Errorf("REST API: %w", err)
 	}
+	log.Info("poller stopping")
 	stopping.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if shutdownErr := srv.Shutdown(sctx); shutdownErr != nil {
 		log.Warn("REST API shutdown", "error", shutdownErr)
 	}
+	p.cancelBackground()
+	p.pollHandlers.Wait()
+	if workErr := work.Wait(); workErr != nil && !errors.Is(workErr, context.Canceled) && err == nil {
+		err = workErr
+	}
 	return err
+}
+
+// parts are the poller's components, built by build.
+type parts struct {
+	router           *api.Router
+	metrics          *prometheus.Registry
+	instances        *instances.Store
+	deliveries       *dispatch.Store
+	scheduler        *pollers.Scheduler
+	workers          *pollers.Workers
+	pollHandlers     *engine.Handlers
+	cancelBackground context.CancelFunc // stops polls the API runs in the background
+}
+
+// build opens the stores on NATS (creating buckets and streams as needed)
+// and builds the parts and the REST routes over them.
+func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstream.JetStream, registry *connectors.Registry, sealer *instances.Sealer) (*parts, error) {
+	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: cfg.Replicas, Retention: cfg.EventRetention}); err != nil {
+		return nil, err
+	}
+	store, err := instances.OpenStore(ctx, js, cfg.Replicas, sealer, registry)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := upstream.OpenTokenStore(ctx, js, cfg.Replicas, sealer)
+	if err != nil {
+		return nil, err
+	}
+	state, err := engine.OpenStateStore(ctx, js, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	locks, err := pollers.OpenLocks(ctx, js, pollers.LocksConfig{Replicas: cfg.Replicas, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	deliveries, err := dispatch.OpenStore(ctx, js, dispatch.StoreOptions(cfg.Delivery))
+	if err != nil {
+		return nil, err
+	}
+	clients := upstream.NewClients(upstream.Options{Tokens: tokens, Logger: log, UserAgent: "pollhook/" + config.Version})
+	authorizer := &upstream.Authorizer{Registry: registry, Tokens: tokens, Clients: clients}
+	eng := &engine.Engine{
+		State: state, Registry: registry, Clients: clients,
+		Changes:       events.NewPublisher(js),
+		Notifications: dispatch.Publisher{JS: js},
+		Reauthorize:   store,
+		Log:           log,
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	plan := engine.Planner(store, cfg.MinRefreshInterval)
+	scheduler, err := pollers.NewScheduler(ctx, pollers.SchedulerConfig{
+		JetStream: js, Instances: store.Bucket(), Plan: plan, Replicas: cfg.Replicas, Metrics: reg, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	workers, err := pollers.NewWorkers(ctx, pollers.WorkersConfig{
+		JetStream: js, Plan: plan, Poll: eng.PollJob(store), Locks: locks, Replicas: cfg.Replicas, Metrics: reg, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	rules := instances.Rules{Registry: registry, MinRefreshInterval: cfg.MinRefreshInterval}
+	if cfg.BlockPrivateCallbacks {
+		rules.CheckCallback = dispatch.CheckCallbackURL
+	}
+	instHandlers := instances.NewHandlers(store, api.NewAuthenticator(cfg.UserSecret, cfg.OrgSecret), rules, instances.Options{
+		Credentials: authorizer,
+		OnChange: []func(context.Context, *instances.Instance, *instances.Instance) error{
+			func(ctx context.Context, before, after *instances.Instance) error {
+				if before.Disabled && !after.Disabled {
+					return deliveries.ResumeInstance(ctx, after.ID)
+				}
+				return nil
+			},
+		},
+		OnDelete: []func(context.Context, int64) error{authorizer.Forget, state.Forget, deliveries.DropInstance},
+	})
+	background, cancelBackground := context.WithCancel(context.WithoutCancel(ctx))
+	pollHandlers := engine.NewHandlers(background, instHandlers, eng, locks, cfg.MinRefreshInterval, workers.SkippedTicks)
+	router := api.NewRouter()
+	instHandlers.Register(router)
+	pollHandlers.Register(router)
+	dispatch.NewHandlers(deliveries, dispatch.AuthorizerFunc(func(r *http.Request) error {
+		_, _, err := instHandlers.Authorize(r)
+		return err
+	})).Register(router)
+	return &parts{
+		router: router, metrics: reg, instances: store, deliveries: deliveries,
+		scheduler: scheduler, workers: workers, pollHandlers: pollHandlers, cancelBackground: cancelBackground,
+	}, nil
 }
