@@ -158,8 +158,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 }
 
 // runDelivery delivers notifications with cfg.Concurrency attempts in
-// flight until ctx is done, then finishes what is in flight and returns.
+// flight until ctx is done, then finishes what is in flight and returns. A
+// stop while it is still starting is not an error.
 func runDelivery(ctx context.Context, cfg *config.Dispatcher, js jetstream.JetStream, reg prometheus.Registerer, log *slog.Logger) error {
+	err := deliver(ctx, cfg, js, reg, log)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func deliver(ctx context.Context, cfg *config.Dispatcher, js jetstream.JetStream, reg prometheus.Registerer, log *slog.Logger) error {
 	registry, err := connectors.Load(cfg.ConnectorsDir)
 	if err != nil {
 		return err
