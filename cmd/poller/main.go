@@ -225,16 +225,16 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 	}
 	clients := upstream.NewClients(upstream.Options{Tokens: tokens, Logger: log, UserAgent: "pollhook/" + config.Version})
 	authorizer := &upstream.Authorizer{Registry: registry, Tokens: tokens, Clients: clients}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	eng := &engine.Engine{
-		State: state, Registry: registry, Clients: clients,
+		State: state, Registry: registry, Clients: clients, Metrics: engine.NewMetrics(reg),
 		Changes:       events.NewPublisher(js),
 		Notifications: dispatch.Publisher{JS: js},
 		Reauthorize:   store,
 		Log:           log,
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	plan := engine.Planner(store, cfg.MinRefreshInterval)
 	scheduler, err := pollers.NewScheduler(ctx, pollers.SchedulerConfig{
 		JetStream: js, Instances: store.Bucket(), Plan: plan, Replicas: cfg.Replicas, Metrics: reg, Logger: log,

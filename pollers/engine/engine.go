@@ -78,6 +78,7 @@ type Engine struct {
 	Changes       ChangePublisher
 	Notifications NotificationPublisher
 	Reauthorize   ReauthorizationMarker
+	Metrics       *Metrics         // nil counts nothing
 	Now           func() time.Time // nil = time.Now
 	Log           *slog.Logger     // nil = slog.Default()
 }
@@ -95,6 +96,7 @@ func (e *Engine) Poll(ctx context.Context, in *instances.Instance) RunResult {
 		} else {
 			run = e.pollResource(ctx, in, up, name, &res)
 		}
+		e.Metrics.observe(run)
 		result.Resources = append(result.Resources, run)
 	}
 	result.FinishedAt = e.now()
