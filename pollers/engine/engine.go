@@ -116,6 +116,7 @@ func (e *Engine) pollResource(ctx context.Context, in *instances.Instance, up *u
 	window := pollers.Window{From: res.Since(st.Watermark), Created: added, PollStart: start}
 	fresh := map[string]time.Time{}
 	var changes []events.ChangeMessage
+	stored := 0 // changes[:stored] are stored (delta mode stores page by page)
 	run.Pages, err = pollers.FetchPages(ctx, up, baseURL(up), res, name, window.From, func(_ int, records []string) error {
 		for _, record := range records {
 			run.Records++
@@ -147,10 +148,19 @@ func (e *Engine) pollResource(ctx context.Context, in *instances.Instance, up *u
 				Raw:        []byte(record),
 			})
 		}
+		if res.Mode != pollers.ModeDelta {
+			return nil
+		}
+		// A delta upstream moves its cursor as it serves: store this page's
+		// changes before asking for the next.
+		if err := e.store(ctx, in, name, changes[stored:]); err != nil {
+			return err
+		}
+		stored = len(changes)
 		return nil
 	})
 	if err == nil {
-		err = e.store(ctx, in, name, changes)
+		err = e.store(ctx, in, name, changes[stored:])
 	}
 	st.LastRunAt = start
 	st.Counts.Polls++
@@ -158,6 +168,9 @@ func (e *Engine) pollResource(ctx context.Context, in *instances.Instance, up *u
 	st.Counts.SkippedRecords += int64(run.SkippedRecords)
 	if err != nil {
 		run.Error = errText(err)
+		run.Events = stored
+		st.Counts.Events += int64(stored)
+		st.Seen = keepInWindow(st.Seen, seenOf(changes[:stored], fresh), res.Since(start))
 		st.LastError = *run.Error
 		st.Counts.Failures++
 		st.LastRun = run
@@ -236,6 +249,15 @@ func (e *Engine) reauthorizeIfRefused(ctx context.Context, in *instances.Instanc
 	if markErr := e.Reauthorize.MarkReauthorizationRequired(ctx, in.ID, err.Error()); markErr != nil {
 		e.log().Warn("instance not marked reauthorization_required", "instance_id", in.ID, "error", markErr)
 	}
+}
+
+// seenOf returns the event dates of these changes, from fresh.
+func seenOf(changes []events.ChangeMessage, fresh map[string]time.Time) map[string]time.Time {
+	out := make(map[string]time.Time, len(changes))
+	for _, c := range changes {
+		out[c.ID] = fresh[c.ID]
+	}
+	return out
 }
 
 // keepInWindow merges fresh into seen and drops every id dated before from:
