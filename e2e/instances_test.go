@@ -154,3 +154,12 @@ func TestSIGTERMExitsZero(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v, want 0\n%s", err, p.Output())
 	}
 }
+
+func TestBlockPrivateCallbacksRefusesALoopbackCallbackAtCreation(t *testing.T) {
+	t.Parallel()
+	p := startPoller(t, t.TempDir(), "", "--block-private-callbacks")
+	status, raw := p.do(http.MethodPost, "/instances", instanceBody("private", "pw", "key"), nil)
+	if status != http.StatusBadRequest || !strings.Contains(string(raw), `"field":"configuration.event.notification.callback.url"`) {
+		t.Fatalf("create with a loopback callback: %d %s, want 400 naming the callback URL", status, raw)
+	}
+}
