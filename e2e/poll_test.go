@@ -43,7 +43,6 @@ func keapInstanceBody(k *simulators.Keap, refreshMinutes string) map[string]any 
 type eventReader struct {
 	t   *testing.T
 	js  jetstream.JetStream
-	got []storedEvent
 }
 
 type storedEvent struct {

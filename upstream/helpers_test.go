@@ -15,7 +15,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -389,4 +388,3 @@ func get(t *testing.T, c *Client, url string) (int, string, error) {
 	return resp.StatusCode, string(b), nil
 }
 
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

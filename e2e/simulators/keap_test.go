@@ -434,7 +434,7 @@ func TestKeapListingSinceLimitOffsetAndNext(t *testing.T) {
 			t.Errorf("%s: ids %v, want %v", tc.query, got, tc.want)
 		}
 	}
-	st, body = get(t, k.BaseURL()+"/contacts?limit=5000", tok)
+	_, body = get(t, k.BaseURL()+"/contacts?limit=5000", tok)
 	if n, _ := url.Parse(body["next"].(string)); n.Query().Get("limit") != "1000" {
 		t.Errorf("limit not capped at 1000: %v", body["next"])
 	}
