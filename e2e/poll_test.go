@@ -41,8 +41,8 @@ func keapInstanceBody(k *simulators.Keap, refreshMinutes string) map[string]any 
 
 // eventReader reads POLLHOOK_EVENTS from a poller's NATS as a subscriber would.
 type eventReader struct {
-	t   *testing.T
-	js  jetstream.JetStream
+	t  *testing.T
+	js jetstream.JetStream
 }
 
 type storedEvent struct {
