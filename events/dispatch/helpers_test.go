@@ -33,7 +33,7 @@ var quiet = func() *slog.Logger {
 var testSchedule = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	js    jetstream.JetStream
 	store *Store
 	inst  *fakeInstances
@@ -41,7 +41,7 @@ type env struct {
 
 // newEnv starts an embedded NATS with JetStream for one test and opens the
 // store on it.
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	e, err := broker.StartEmbedded(broker.EmbeddedConfig{DataDir: t.TempDir(), Logger: quiet})
 	if err != nil {
@@ -147,7 +147,7 @@ func (e *env) waitStatus(eventID, status string, within time.Duration) View {
 	return v
 }
 
-func eventually(t *testing.T, within time.Duration, cond func() bool, msg func() string) {
+func eventually(t testing.TB, within time.Duration, cond func() bool, msg func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -195,7 +195,7 @@ type sink struct {
 	respond func(n int, w http.ResponseWriter, r *http.Request) // n: 0-based index of the request
 }
 
-func newSink(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request)) *sink {
+func newSink(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *sink {
 	s := &sink{respond: respond}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
