@@ -187,11 +187,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, err)
 	}
-	slots := make(chan struct{}, d.cfg.Concurrency)
+	// Each consumer has its own half of the slots: a fetch waiting for
+	// tickets (idle while retries are far off) must not pin the slots new
+	// notifications need, nor the other way round.
+	intakeSlots := make(chan struct{}, max(1, d.cfg.Concurrency-d.cfg.Concurrency/2))
+	dueSlots := make(chan struct{}, max(1, d.cfg.Concurrency/2))
 	work := context.WithoutCancel(ctx) // attempts in flight finish after a stop
 	var handlers, loops sync.WaitGroup
-	loops.Go(func() { d.fetchLoop(ctx, work, intake, true, slots, &handlers) })
-	loops.Go(func() { d.fetchLoop(ctx, work, due, false, slots, &handlers) })
+	loops.Go(func() { d.fetchLoop(ctx, work, intake, true, intakeSlots, &handlers) })
+	loops.Go(func() { d.fetchLoop(ctx, work, due, false, dueSlots, &handlers) })
 	loops.Go(func() { d.probeLoop(ctx) })
 	d.log.Info("dispatcher started", "concurrency", d.cfg.Concurrency, "delivery_timeout", d.cfg.DeliveryTimeout)
 	loops.Wait()

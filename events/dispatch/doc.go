@@ -33,7 +33,11 @@
 // Every dispatcher shares one durable pull consumer on each stream
 // ("pollhook-dispatcher"), explicit acks, AckWait = --delivery-timeout +
 // 30 s. A message is fetched only when one of --concurrency slots is free,
-// so nothing waits out its AckWait in a local buffer. A message is a
+// so nothing waits out its AckWait in a local buffer. New notifications and
+// tickets (retries, wake-ups, probes) each have half of the slots: a fetch
+// waiting for tickets holds its slots for up to 500 ms, and with one shared
+// pool that starved new notifications (a healthy destination fell to about 11%
+// of its rate beside a held one; see BENCHMARKS.md). A message is a
 // ticket for one generation of a notification: a ticket older than the
 // state is dropped, a newer one (its state write not seen yet) waits. An
 // attempt first takes an in-flight lease on the state (compare-and-set,

@@ -53,29 +53,40 @@ func healthyRate(t testing.TB, deadWaiting int) float64 {
 	return n / time.Since(began).Seconds()
 }
 
-// BenchmarkHealthyDestinationBesideAHeldOne measures SPEC §5's isolation:
-// a healthy destination should keep at least 80% of its throughput however
-// many notifications wait for a dead one. It reports the best of three
-// rates alone and beside 2,000 held notifications, and their ratio:
+// isolationRatio is the best of three rates beside 2,000 held
+// notifications over the best of three alone.
+func isolationRatio(tb testing.TB) float64 {
+	var alone, beside []float64
+	for range 3 {
+		alone = append(alone, healthyRate(tb, 0))
+		beside = append(beside, healthyRate(tb, 2000))
+	}
+	ratio := slices.Max(beside) / slices.Max(alone)
+	tb.Logf("alone %.0f/s %.0f, beside 2000 held %.0f/s %.0f: ratio %.2f", slices.Max(alone), alone, slices.Max(beside), beside, ratio)
+	return ratio
+}
+
+// TestAHeldDestinationDoesNotSlowAHealthyOne checks SPEC §5's isolation: a
+// healthy destination keeps at least 80% of its throughput however many
+// notifications wait for a dead one. The machine is shared and noisy: the
+// comparison is made again once before the test fails (a real regression
+// measured 0.12 to 0.3).
+func TestAHeldDestinationDoesNotSlowAHealthyOne(t *testing.T) {
+	t.Parallel()
+	ratio := isolationRatio(t)
+	if ratio < 0.8 {
+		ratio = isolationRatio(t)
+	}
+	if ratio < 0.8 {
+		t.Errorf("the healthy destination kept %.0f%% of its throughput, want at least 80%%", 100*ratio)
+	}
+}
+
+// BenchmarkHealthyDestinationBesideAHeldOne reports the same figures:
 //
 //	go test ./events/dispatch -run '^$' -bench HealthyDestinationBesideAHeldOne -benchtime 1x
-//
-// It is a benchmark, not a test, because the ratio is bimodal on a 2-core
-// machine (see BENCHMARKS.md); it fails when the best ratio is under 0.8.
 func BenchmarkHealthyDestinationBesideAHeldOne(b *testing.B) {
 	for range b.N {
-		var alone, beside []float64
-		for range 3 {
-			alone = append(alone, healthyRate(b, 0))
-			beside = append(beside, healthyRate(b, 2000))
-		}
-		ratio := slices.Max(beside) / slices.Max(alone)
-		b.ReportMetric(slices.Max(alone), "alone/s")
-		b.ReportMetric(slices.Max(beside), "beside-held/s")
-		b.ReportMetric(ratio, "ratio")
-		b.Logf("alone %.0f/s %.0f, beside 2000 held %.0f/s %.0f: ratio %.2f", slices.Max(alone), alone, slices.Max(beside), beside, ratio)
-		if ratio < 0.8 {
-			b.Errorf("the healthy destination kept %.0f%% of its throughput, want at least 80%%", 100*ratio)
-		}
+		b.ReportMetric(isolationRatio(b), "ratio")
 	}
 }
