@@ -387,4 +387,3 @@ func get(t *testing.T, c *Client, url string) (int, string, error) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), nil
 }
-
