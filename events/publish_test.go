@@ -9,23 +9,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pollhook/pollhook/broker"
+	"github.com/pollhook/pollhook/broker/brokertest"
 	"github.com/pollhook/pollhook/events"
 )
 
 func TestPublishChangesStoresEachChangeOnceOnItsSubject(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	nats, err := broker.StartEmbedded(broker.EmbeddedConfig{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nats.Shutdown)
-	nc, js, err := broker.Connect(ctx, "", broker.InProcess(nats))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	js := brokertest.JetStream(t)
 	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: 1, Retention: time.Hour}); err != nil {
 		t.Fatal(err)
 	}

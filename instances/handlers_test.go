@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pollhook/pollhook/api"
-	"github.com/pollhook/pollhook/broker"
+	"github.com/pollhook/pollhook/broker/brokertest"
 	"github.com/pollhook/pollhook/connectors"
 	"github.com/pollhook/pollhook/instances"
 )
@@ -37,16 +37,7 @@ type testAPI struct {
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
 	ctx := context.Background()
-	nats, err := broker.StartEmbedded(broker.EmbeddedConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nats.Shutdown)
-	nc, js, err := broker.Connect(ctx, nats.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	js := brokertest.JetStream(t)
 	registry, err := connectors.Load("")
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pollhook/pollhook/broker"
+	"github.com/pollhook/pollhook/broker/brokertest"
 	"github.com/pollhook/pollhook/events"
 )
 
@@ -43,18 +43,9 @@ type env struct {
 // store on it.
 func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
-	e, err := broker.StartEmbedded(broker.EmbeddedConfig{DataDir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
+	js := brokertest.JetStream(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	nc, js, err := broker.Connect(ctx, "", broker.InProcess(e), broker.Logger(quiet), broker.Name(t.Name()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	if opts.RetrySchedule == nil {
 		opts.RetrySchedule = testSchedule
 	}
