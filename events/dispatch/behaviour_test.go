@@ -296,7 +296,9 @@ func TestHeldDestinationResumesWhenAProbeSucceeds(t *testing.T) {
 	}, func() string { return fmt.Sprintf("%d held, want 16", len(held)) })
 	attempts := s.count()
 	time.Sleep(300 * time.Millisecond)
-	if n := s.count() - attempts; n > 3 {
+	// Probes come one per 100ms: at most 4 fit in a 300ms window, 5 with a
+	// late tick on a loaded machine; without the hold all 16 would come.
+	if n := s.count() - attempts; n > 5 {
 		t.Errorf("%d attempts in 300ms while held, want only probes (one per 100ms)", n)
 	}
 	healthy.set(true)
