@@ -204,7 +204,8 @@ func (w *Workers) SkippedTicks(instanceID int64) int64 {
 
 // Run takes and runs jobs with Concurrency goroutines until ctx ends. Polls
 // in flight then see their context canceled and their jobs are handed back
-// (nak'd, for another process to take at once); Run returns nil once every
+// (nak'd, for another process to take 2 s later, once this process's pull
+// requests have expired on the server); Run returns nil once every
 // goroutine it started has stopped. Drain the connection after Run returns.
 func (w *Workers) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -224,10 +225,17 @@ func (w *Workers) Run(ctx context.Context) error {
 	return nil
 }
 
-// work fetches one job at a time and handles it, until ctx ends.
+// pullExpiry is how long a worker's request for the next job waits.
+const pullExpiry = time.Second
+
+// work fetches one job at a time and handles it, until ctx ends (at most
+// pullExpiry later).
 func (w *Workers) work(ctx context.Context) {
 	for ctx.Err() == nil {
-		msg, err := w.consumer.Next(jetstream.FetchContext(ctx))
+		// A pull request lives on the server until it expires, even when
+		// the client gave up on it: a short one keeps a job handed back at
+		// shutdown from going to a request of this process (see Run).
+		msg, err := w.consumer.Next(jetstream.FetchMaxWait(pullExpiry))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -256,7 +264,8 @@ func (w *Workers) settle(ctx context.Context, msg jetstream.Msg, how string) {
 	case "ack":
 		err = msg.DoubleAck(ctx)
 	case "nak":
-		err = msg.Nak()
+		// After this process's last pull requests have expired.
+		err = msg.NakWithDelay(2 * pullExpiry)
 	case "retry":
 		err = msg.NakWithDelay(time.Second)
 	case "term":
