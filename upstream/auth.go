@@ -14,11 +14,9 @@ import (
 // authenticator adds an instance's credentials to requests for its base
 // URL. Implementations are safe for concurrent use.
 //
-// Seam for the envelope scheme (Infinia, SPEC §4): it is an authenticator
-// that also rewrites the request body and the response; it will add an
-// optional interface (e.g. wrap(req) / unwrap(resp)) that Client.Do calls
-// around the round trip when the authenticator implements it. Until then
-// newAuthenticator refuses envelope with ErrUnsupportedAuth.
+// The envelope scheme (Infinia, SPEC §4, envelope.go) is an authenticator
+// that also implements envelopeCodec: Client.Do seals the request body and
+// opens the 2xx response body of requests to the base URL's host with it.
 type authenticator interface {
 	// apply adds credentials to req, a clone the Client owns, and returns
 	// what it sent (passed back to unauthorized).
@@ -68,7 +66,11 @@ func newAuthenticator(id int64, auth connectors.Auth, vals map[string]any, opts 
 		sort.Strings(keys)
 		s.reauthHint = reauthHint(keys)
 	case connectors.AuthEnvelope:
-		return nil, fmt.Errorf("%w: envelope (not implemented yet)", ErrUnsupportedAuth)
+		e, err := newEnvelopeAuth(auth.Envelope, vals)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnsupportedAuth, auth.Type)
 	}

@@ -167,7 +167,7 @@ type Client struct {
 // NewClient returns a Client with its own rate limiter (most callers want
 // Clients.Get). It fails on configuration the connector refuses, an auth
 // scheme without a base URL to send credentials to, a missing token store
-// for OAuth2, and the envelope scheme (ErrUnsupportedAuth). It does no I/O.
+// for OAuth2, and (envelope) a missing app id or a bad key. It does no I/O.
 func NewClient(t Target, opts Options) (*Client, error) {
 	return newClient(t, opts.withDefaults(), nil)
 }
@@ -239,7 +239,13 @@ func (c *Client) BaseURL() *url.URL {
 //     capped by Options.MaxRetryAfter) and retries up to Options.MaxRetries
 //     times, unless the wait would outlast ctx;
 //   - bounds each attempt by Options.RequestTimeout and the body by
-//     Options.MaxBodyBytes (ErrBodyTooLarge).
+//     Options.MaxBodyBytes (ErrBodyTooLarge);
+//   - with the envelope scheme (Infinia), for requests to the base URL's
+//     host: sends the body (JSON, "{}" when none) sealed in the envelope,
+//     the same envelope on every attempt, and returns a 2xx answer's
+//     decrypted responseData as the body; an envelope code other than
+//     success is an *EnvelopeError, or, for a retryable code, a temporary
+//     *StatusError (see envelope.go).
 //
 // A non-2xx answer is a *StatusError (the response is not returned); dead
 // credentials are an error wrapping ErrReauthorizationRequired, returned
@@ -255,6 +261,16 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*http.Response, err
 		return nil, c.errorf(req, "read request body: %w", err)
 	}
 	credentialed := c.sameOrigin(req.URL)
+	codec, enveloped := c.auth.(envelopeCodec)
+	enveloped = enveloped && credentialed
+	var sealed []byte
+	var contentType string
+	if enveloped {
+		if sealed, contentType, err = sealBody(getBody, codec); err != nil {
+			return nil, c.errorf(req, "%w", err)
+		}
+		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(sealed)), nil }
+	}
 	renewed := false
 	for retries := 0; ; {
 		if err := c.limiter.wait(ctx); err != nil {
@@ -266,6 +282,11 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*http.Response, err
 		}
 		if out.Header.Get("User-Agent") == "" {
 			out.Header.Set("User-Agent", c.opts.UserAgent)
+		}
+		if enveloped {
+			out.Header.Set("Content-Type", contentType)
+			out.Header.Del("Content-Length")
+			out.ContentLength, out.GetBody = int64(len(sealed)), getBody // a redirect resends the envelope
 		}
 		var sent string
 		if credentialed {
@@ -304,6 +325,12 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*http.Response, err
 		}
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			return nil, c.statusError(req, resp, data, 0)
+		}
+		if enveloped {
+			if data, err = codec.open(data); err != nil {
+				return nil, c.openError(req, err)
+			}
+			resp.Header.Del("Content-Length")
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(data))
 		resp.ContentLength = int64(len(data))
@@ -415,6 +442,21 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 func fits(ctx context.Context, d time.Duration) bool {
 	deadline, ok := ctx.Deadline()
 	return !ok || time.Until(deadline) > d
+}
+
+// sealBody reads the request body once and returns the envelope that
+// replaces it on every attempt, and the envelope's Content-Type.
+func sealBody(getBody func() (io.ReadCloser, error), codec envelopeCodec) ([]byte, string, error) {
+	body, err := getBody()
+	if err != nil {
+		return nil, "", err
+	}
+	plain, err := io.ReadAll(body)
+	body.Close()
+	if err != nil {
+		return nil, "", err
+	}
+	return codec.seal(plain)
 }
 
 // replayable returns a function giving a fresh copy of req's body for each

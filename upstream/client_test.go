@@ -447,18 +447,6 @@ func TestClientsShareAClientUntilTheRevisionChanges(t *testing.T) {
 	}
 }
 
-func TestEnvelopeIsNotSupportedYet(t *testing.T) {
-	t.Parallel()
-	_, err := NewClient(Target{
-		ID: newID(), Definition: definition(t, "infinia"),
-		Configuration: map[string]any{"infinia.app.id": "app", "infinia.public.key": "pk"},
-		Secrets:       map[string]string{"infinia.private.key": "sk"},
-	}, testOptions(nil))
-	if !errors.Is(err, ErrUnsupportedAuth) {
-		t.Fatalf("err = %v, want ErrUnsupportedAuth", err)
-	}
-}
-
 func TestParseRetryAfter(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)

@@ -31,7 +31,7 @@ var (
 	ErrBodyTooLarge = errors.New("upstream response body too large")
 
 	// ErrUnsupportedAuth is returned (wrapped) when a Target's auth scheme is
-	// not implemented (envelope, for now).
+	// not one this package implements.
 	ErrUnsupportedAuth = errors.New("upstream auth scheme not supported")
 )
 
