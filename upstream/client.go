@@ -244,8 +244,8 @@ func (c *Client) BaseURL() *url.URL {
 //     host: sends the body (JSON, "{}" when none) sealed in the envelope,
 //     the same envelope on every attempt, and returns a 2xx answer's
 //     decrypted responseData as the body; an envelope code other than
-//     success is an *EnvelopeError, or, for a retryable code, a temporary
-//     *StatusError (see envelope.go).
+//     success is an *EnvelopeError; a retryable code is retried as a 503
+//     is, then a temporary 503 *StatusError (see envelope.go).
 //
 // A non-2xx answer is a *StatusError (the response is not returned); dead
 // credentials are an error wrapping ErrReauthorizationRequired, returned
@@ -328,7 +328,11 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*http.Response, err
 		}
 		if enveloped {
 			if data, err = codec.open(data); err != nil {
-				return nil, c.openError(req, err)
+				retry, err := c.envelopeFailure(ctx, req, resp, err, &retries)
+				if retry {
+					continue
+				}
+				return nil, err
 			}
 			resp.Header.Del("Content-Length")
 		}
@@ -496,13 +500,17 @@ func origin(u *url.URL) string {
 
 // checkRedirect follows up to 10 redirects; to another host it strips the
 // instance's credential headers and the Referer (which may hold an api key
-// parameter), and refuses a target URL that carries the api key parameter.
+// parameter), and refuses a target URL that carries the api key parameter,
+// and any redirect to another host of a request sealed in the envelope.
 func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
 	if c.sameOrigin(req.URL) {
 		return nil
+	}
+	if _, ok := c.auth.(envelopeCodec); ok && c.sameOrigin(via[0].URL) {
+		return errors.New("refusing a redirect to another host of a request sealed in the envelope")
 	}
 	headers, query := c.auth.credentialNames()
 	for _, h := range headers {

@@ -23,7 +23,9 @@ package upstream
 //     configuration infinia.version says otherwise.
 //
 // The success code SUC-200 and the system errors SYS-001..SYS-008 are from
-// Infinia's published error list; SYS-003 and SYS-008 count as temporary.
+// Infinia's published error list; SYS-003 and SYS-008 (the connector's
+// retryableCodes) are retried as an HTTP 503 is, then reported as a
+// temporary 503 *StatusError; any other code is an *EnvelopeError.
 //
 // Keys and plaintexts are never logged, and never put in errors.
 
@@ -65,7 +67,7 @@ var envelopeRetryableCodes = []string{"SYS-003", "SYS-008"}
 // success code nor a retryable one: the upstream refused the request, and
 // sending it again will not help. Code and Message are the envelope's
 // (Message with credentials redacted and shortened); URL has credentials
-// redacted. Retryable codes are a temporary *StatusError instead.
+// redacted. Retryable codes are retried, then a temporary *StatusError.
 type EnvelopeError struct {
 	Method  string
 	URL     string
@@ -97,8 +99,8 @@ type envelopeCodec interface {
 }
 
 // envelopeRefusal is the code and message of an envelope answer that is
-// not a success; Client.openError turns it into an *EnvelopeError or a
-// temporary *StatusError.
+// not a success; Client.envelopeFailure retries it or turns it into an
+// *EnvelopeError or a temporary *StatusError.
 type envelopeRefusal struct {
 	code, message string
 	retryable     bool
@@ -431,33 +433,52 @@ func verifyWith(pub *rsa.PublicKey, alg string, msg, sig []byte) error {
 	return rsa.VerifyPKCS1v15(pub, h, digest(h, msg), sig)
 }
 
-// compactKey is a key's text without PEM armour and whitespace, as a
-// secret to redact.
+// compactKey is a key's text without PEM armour and whitespace (the bare
+// base64 of its DER, as typed), as a secret to redact.
 func compactKey(s string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(strings.ReplaceAll(s, `\n`, "\n"), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "-----") {
-			continue
+	s = strings.ReplaceAll(s, `\n`, "\n")
+	for _, marker := range []string{"-----BEGIN ", "-----END "} {
+		for {
+			i := strings.Index(s, marker)
+			if i < 0 {
+				break
+			}
+			j := strings.Index(s[i+len(marker):], "-----")
+			if j < 0 {
+				s = s[:i]
+				break
+			}
+			s = s[:i] + " " + s[i+len(marker)+j+len("-----"):]
 		}
-		b.WriteString(strings.Join(strings.Fields(line), ""))
 	}
-	return b.String()
+	return strings.Join(strings.Fields(s), "")
 }
 
-// keyDER returns the DER of a key given as PEM or as bare base64 DER
-// (whitespace, and escaped "\n" from a JSON-in-JSON paste, tolerated), and
-// the PEM block type ("" for bare DER).
+// keyDER returns the DER of a key given as PEM (also flattened onto one
+// line) or as bare base64 DER (whitespace, and escaped "\n" from a
+// JSON-in-JSON paste, tolerated), and the PEM block type ("" for bare DER).
 func keyDER(s string) ([]byte, string, error) {
 	s = strings.TrimSpace(strings.ReplaceAll(s, `\n`, "\n"))
 	if s == "" {
 		return nil, "", errors.New("empty")
 	}
-	if strings.Contains(s, "-----BEGIN") {
-		block, _ := pem.Decode([]byte(s[strings.Index(s, "-----BEGIN"):]))
-		if block == nil {
+	if i := strings.Index(s, "-----BEGIN "); i >= 0 {
+		if block, _ := pem.Decode([]byte(s[i:])); block != nil {
+			return block.Bytes, block.Type, nil
+		}
+		// PEM flattened onto one line (pasted into JSON or an env var):
+		// "-----BEGIN T----- base64 -----END T-----".
+		rest := s[i+len("-----BEGIN "):]
+		typ, body, ok := strings.Cut(rest, "-----")
+		end := strings.Index(body, "-----END ")
+		if !ok || end < 0 {
 			return nil, "", errors.New("not a valid PEM block")
 		}
-		return block.Bytes, block.Type, nil
+		der, err := decodeBase64(body[:end])
+		if err != nil || len(der) == 0 {
+			return nil, "", errors.New("not a valid PEM block")
+		}
+		return der, strings.TrimSpace(typ), nil
 	}
 	der, err := decodeBase64(s)
 	if err != nil {
@@ -535,23 +556,40 @@ func parseRSAPrivateKey(s string) (*rsa.PrivateKey, error) {
 	return priv, nil
 }
 
-// openError turns an error of envelopeCodec.open into the error Do
-// returns: a retryable code is a temporary *StatusError (as a 503 would
-// be, its excerpt giving the code and message), another refusal an
-// *EnvelopeError, anything else an error naming the request.
-func (c *Client) openError(req *http.Request, err error) error {
+// envelopeFailure handles an error of envelopeCodec.open for Do. A
+// retryable code is treated as a 503 is: while Options.MaxRetries allows
+// and the wait fits ctx, it waits (Retry-After when the answer has one,
+// else the doubling backoff) and returns retry; once retries are spent it
+// is a temporary *StatusError with Code 503 whose excerpt quotes the
+// envelope's code and message. Any other refusal is an *EnvelopeError
+// (not temporary), anything else an error naming the request.
+func (c *Client) envelopeFailure(ctx context.Context, req *http.Request, resp *http.Response, err error, retries *int) (retry bool, _ error) {
 	var r *envelopeRefusal
 	if !errors.As(err, &r) {
-		return c.errorf(req, "%w", err)
+		return false, c.errorf(req, "%w", err)
 	}
 	msg := excerpt(r.message, c.allSecrets())
-	if r.retryable {
-		return &StatusError{
-			Method:  req.Method,
-			URL:     c.redactURL(req.URL),
-			Code:    http.StatusServiceUnavailable,
-			Excerpt: fmt.Sprintf("HTTP 2xx with envelope code %s (temporary): %q", r.code, msg),
-		}
+	if !r.retryable {
+		return false, &EnvelopeError{Method: req.Method, URL: c.redactURL(req.URL), Code: r.code, Message: msg}
 	}
-	return &EnvelopeError{Method: req.Method, URL: c.redactURL(req.URL), Code: r.code, Message: msg}
+	wait, asked := c.retryDelay(resp.Header, *retries)
+	if *retries < c.opts.MaxRetries && fits(ctx, wait) {
+		*retries++
+		c.opts.Logger.Debug("upstream envelope code asks to try later; retrying", "instance_id", c.id,
+			"code", r.code, "wait", wait, "retry", *retries, "url", c.redactURL(req.URL))
+		if err := c.opts.sleep(ctx, wait); err != nil {
+			return false, c.errorf(req, "wait %s after envelope code %s: %w", wait, r.code, err)
+		}
+		return true, nil
+	}
+	se := &StatusError{
+		Method:  req.Method,
+		URL:     c.redactURL(req.URL),
+		Code:    http.StatusServiceUnavailable,
+		Excerpt: fmt.Sprintf("envelope code %s (answered with HTTP %d; temporary): %q", r.code, resp.StatusCode, msg),
+	}
+	if asked {
+		se.RetryAfter = wait
+	}
+	return false, se
 }

@@ -17,9 +17,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Key pairs shared by the envelope tests (2048-bit generation is slow).
@@ -279,6 +282,7 @@ func TestEnvelopeKeysAsPEMOrBareDER(t *testing.T) {
 		{"PEM", pemText("PUBLIC KEY", pkixDER(t, pub)), pemText("PRIVATE KEY", pkcs8DER(t, priv))},
 		{"bare DER", javaBase64(pkixDER(t, pub)), javaBase64(pkcs8DER(t, priv))},
 		{"PKCS#1 PEM", pemText("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(pub)), pemText("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(priv))},
+		{"PEM on one line", strings.Join(strings.Fields(pemText("PUBLIC KEY", pkixDER(t, pub))), " "), strings.ReplaceAll(pemText("PRIVATE KEY", pkcs8DER(t, priv)), "\n", "")},
 		{"escaped newlines", strings.ReplaceAll(pemText("PUBLIC KEY", pkixDER(t, pub)), "\n", `\n`), base64.StdEncoding.EncodeToString(pkcs8DER(t, priv))},
 	}
 	for _, tc := range cases {
@@ -350,23 +354,65 @@ func TestEnvelopeBadSignatureIsRefusedWithItsCodeAndMessage(t *testing.T) {
 	}
 }
 
-func TestEnvelopeRetryableCodeIsATemporaryStatusError(t *testing.T) {
+func TestEnvelopeRetryableCodeIsRetriedLikeA503(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	answer := []byte(`{"list":[]}`)
+	p := &provider{answer: func([]byte) (string, string, []byte) {
+		if n.Add(1) == 1 {
+			return "SYS-003", "System busy, try again later", nil
+		}
+		return "SUC-200", "Success", answer
+	}}
+	srv := newProvider(t, p)
+	sleeps := &recordedSleeps{}
+	opts := testOptions(nil)
+	opts.sleep = sleeps.sleep
+	c := newTestClient(t, infiniaTarget(t, srv.URL, nil, ""), opts)
+	got, err := post(t, c, srv.URL+"/status", `{"a":1}`)
+	if err != nil || !bytes.Equal(got, answer) {
+		t.Fatalf("Do = %q, %v; want the second answer's responseData", got, err)
+	}
+	if w := sleeps.all(); !slices.Equal(w, []time.Duration{retryBackoff}) {
+		t.Errorf("waits %v, want [%s] (the 503 backoff)", w, retryBackoff)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.seen) != 2 || p.seen[0]["requestData"] != p.seen[1]["requestData"] || p.seen[0]["signature"] != p.seen[1]["signature"] {
+		t.Errorf("%d requests; want 2 carrying the same envelope", len(p.seen))
+	}
+}
+
+func TestEnvelopeRetryableCodeIsATemporaryStatusErrorOnceRetriesAreSpent(t *testing.T) {
 	t.Parallel()
 	for _, code := range []string{"SYS-003", "SYS-008"} {
 		p := &provider{answer: func([]byte) (string, string, []byte) { return code, "System busy, try again later", nil }}
 		srv := newProvider(t, p)
-		c := newTestClient(t, infiniaTarget(t, srv.URL, nil, ""), testOptions(nil))
+		sleeps := &recordedSleeps{}
+		opts := testOptions(nil)
+		opts.sleep = sleeps.sleep
+		c := newTestClient(t, infiniaTarget(t, srv.URL, nil, ""), opts)
 		_, err := post(t, c, srv.URL+"/status", `{}`)
 		var se *StatusError
-		if !errors.As(err, &se) || !se.Temporary() {
-			t.Fatalf("%s: err = %v (%T), want a temporary *StatusError", code, err, err)
+		if !errors.As(err, &se) || !se.Temporary() || se.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s: err = %v (%T), want a temporary 503 *StatusError", code, err, err)
+		}
+		var ee *EnvelopeError
+		if errors.As(err, &ee) {
+			t.Errorf("%s: a retryable code is not an *EnvelopeError", code)
 		}
 		if !strings.Contains(err.Error(), code) || !strings.Contains(err.Error(), `"System busy, try again later"`) {
 			t.Errorf("%s: message = %v", code, err)
 		}
-		if len(p.plains) != 1 {
-			t.Errorf("%s: %d requests, want 1 (the next poll retries)", code, len(p.plains))
+		want := []time.Duration{retryBackoff, 2 * retryBackoff, 4 * retryBackoff}
+		if w := sleeps.all(); !slices.Equal(w, want) {
+			t.Errorf("%s: waits %v, want %v", code, w, want)
 		}
+		p.mu.Lock()
+		if len(p.plains) != DefaultMaxRetries+1 {
+			t.Errorf("%s: %d requests, want %d", code, len(p.plains), DefaultMaxRetries+1)
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -439,14 +485,65 @@ func TestEnvelopeConfiguredOAEPAndSHA1withRSA(t *testing.T) {
 func TestEnvelopeErrorsRedactThePrivateKey(t *testing.T) {
 	t.Parallel()
 	envKeys(t)
-	bare := base64.StdEncoding.EncodeToString(pkcs8DER(t, envClientKey))
+	der := pkcs8DER(t, envClientKey)
+	bare := base64.StdEncoding.EncodeToString(der)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"code":"SYS-001","message":"bad key `+bare+`"}`)
 	}))
 	t.Cleanup(srv.Close)
-	c := newTestClient(t, infiniaTarget(t, srv.URL, nil, bare), testOptions(nil))
-	_, err := post(t, c, srv.URL+"/status", `{}`)
-	if err == nil || strings.Contains(err.Error(), bare[:40]) {
-		t.Errorf("err = %v, want one without the key", err)
+	onePEM := strings.Join(strings.Fields(pemText("PRIVATE KEY", der)), " ")
+	for _, private := range []string{bare, onePEM} {
+		c := newTestClient(t, infiniaTarget(t, srv.URL, nil, private), testOptions(nil))
+		_, err := post(t, c, srv.URL+"/status", `{}`)
+		if err == nil || strings.Contains(err.Error(), bare[:40]) || !strings.Contains(err.Error(), "SYS-001") {
+			t.Errorf("err = %v, want SYS-001 without the key", err)
+		}
+	}
+}
+
+func TestEnvelopeRedirects(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		leaked = append(leaked, r.Method+" "+string(b))
+		mu.Unlock()
+		_, _ = io.WriteString(w, `{"plain":true}`)
+	}))
+	t.Cleanup(other.Close)
+	p := &provider{}
+	envKeys(t)
+	p.key, p.clientPub = envProviderKey, &envClientKey.PublicKey
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/moved":
+			http.Redirect(w, r, "/status", http.StatusTemporaryRedirect)
+		case "/elsewhere":
+			http.Redirect(w, r, other.URL+"/status", http.StatusTemporaryRedirect)
+		case "/elsewhere-get":
+			http.Redirect(w, r, other.URL+"/status", http.StatusSeeOther)
+		default:
+			p.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, infiniaTarget(t, srv.URL, nil, ""), testOptions(nil))
+
+	// Same host: the envelope is sent again and the answer opened.
+	if got, err := post(t, c, srv.URL+"/moved", `{"b":2}`); err != nil || string(got) != `{"b":2}` {
+		t.Errorf("same-host redirect: %q, %v", got, err)
+	}
+	// Another host: refused, whether the body would follow (307) or not (303).
+	for _, path := range []string{"/elsewhere", "/elsewhere-get"} {
+		if _, err := post(t, c, srv.URL+path, `{"b":2}`); err == nil || !strings.Contains(err.Error(), "envelope") {
+			t.Errorf("%s: err = %v, want the redirect refused", path, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) != 0 {
+		t.Errorf("the other host received %q", leaked)
 	}
 }
