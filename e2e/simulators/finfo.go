@@ -74,13 +74,8 @@ type Finfo struct {
 	articles map[int64]*FinfoArticle
 	changes  []FinfoChange
 
-	latency     time.Duration
-	failNextN   int
-	failNextSC  int
-	failTokenN  int
-	failTokenSC int
-	retryAfter  string
-	requests    []FinfoRequest
+	faults   faults
+	requests requestLog[FinfoRequest]
 }
 
 type finfoAccess struct {
@@ -339,46 +334,24 @@ func (f *Finfo) RevokeTokens() {
 }
 
 // SetLatency delays every response by d.
-func (f *Finfo) SetLatency(d time.Duration) {
-	f.mu.Lock()
-	f.latency = d
-	f.mu.Unlock()
-}
+func (f *Finfo) SetLatency(d time.Duration) { f.faults.setLatency(d) }
 
 // FailNext makes the next n API requests (under BaseURL()) fail with
 // status before authentication: 429 "Too Many Calls", 500 "Internal Server
 // Error" and so on, with Retry-After when SetRetryAfter was given (429 and
 // 503). It replaces a previous FailNext.
-func (f *Finfo) FailNext(n, status int) {
-	f.mu.Lock()
-	f.failNextN, f.failNextSC = n, status
-	f.mu.Unlock()
-}
+func (f *Finfo) FailNext(n, status int) { f.faults.failNext(n, status) }
 
 // FailNextToken makes the next n token requests fail with status and an
 // OAuth error body (after the reuse check, which still counts them).
-func (f *Finfo) FailNextToken(n, status int) {
-	f.mu.Lock()
-	f.failTokenN, f.failTokenSC = n, status
-	f.mu.Unlock()
-}
+func (f *Finfo) FailNextToken(n, status int) { f.faults.failNextToken(n, status) }
 
 // SetRetryAfter sets the Retry-After value of injected 429 and 503
 // answers ("" = none).
-func (f *Finfo) SetRetryAfter(v string) {
-	f.mu.Lock()
-	f.retryAfter = v
-	f.mu.Unlock()
-}
+func (f *Finfo) SetRetryAfter(v string) { f.faults.setRetryAfter(v) }
 
 // ClearFaults removes FailNext, FailNextToken, latency and Retry-After.
-func (f *Finfo) ClearFaults() {
-	f.mu.Lock()
-	f.failNextN, f.failTokenN = 0, 0
-	f.latency = 0
-	f.retryAfter = ""
-	f.mu.Unlock()
-}
+func (f *Finfo) ClearFaults() { f.faults.clear() }
 
 // FinfoRequest is one request the simulator received.
 type FinfoRequest struct {
@@ -392,23 +365,11 @@ type FinfoRequest struct {
 }
 
 // Requests returns a copy of the request log.
-func (f *Finfo) Requests() []FinfoRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]FinfoRequest(nil), f.requests...)
-}
+func (f *Finfo) Requests() []FinfoRequest { return f.requests.all() }
 
 // APIRequests counts requests under BaseURL().
 func (f *Finfo) APIRequests() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, r := range f.requests {
-		if r.Endpoint == "api" {
-			n++
-		}
-	}
-	return n
+	return f.requests.count(func(r FinfoRequest) bool { return r.Endpoint == "api" })
 }
 
 // TokenRequests counts token requests with grant_type grant ("password",
@@ -445,8 +406,8 @@ func (f *Finfo) TokenReuseViolations() []string {
 // ResetRequests empties the request log and the token counters (not the
 // violations).
 func (f *Finfo) ResetRequests() {
+	f.requests.reset()
 	f.mu.Lock()
-	f.requests = nil
 	f.tokenReqs = map[string]int{}
 	f.tokenFails = map[string]int{}
 	f.mu.Unlock()
@@ -471,26 +432,13 @@ func finfoRoundUp(d time.Duration) time.Duration {
 }
 
 func (f *Finfo) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	latency := f.latency
-	idx := len(f.requests)
-	f.requests = append(f.requests, FinfoRequest{
+	idx := f.requests.add(FinfoRequest{
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, At: time.Now(), Endpoint: "other",
 	})
-	f.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-f.closed:
-			t.Stop()
-			return
-		}
+	if !f.faults.wait(r, f.closed) {
+		return
 	}
-	sw := &simStatusWriter{ResponseWriter: w, status: http.StatusOK}
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	var info finfoInfo
 	switch p := r.URL.Path; {
 	case p == FinfoTokenPath:
@@ -501,15 +449,12 @@ func (f *Finfo) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		f.serveAPI(sw, r, &info)
 	default:
 		info.endpoint = "other"
-		simWriteJSON(sw, http.StatusNotFound, map[string]any{"message": "Not Found"})
+		writeJSON(sw, http.StatusNotFound, map[string]any{"message": "Not Found"})
 	}
-	f.mu.Lock()
-	if idx < len(f.requests) {
-		rq := &f.requests[idx]
+	f.requests.update(idx, func(rq *FinfoRequest) {
 		rq.Endpoint, rq.GrantType, rq.Authorized, rq.Violation = info.endpoint, info.grant, info.authorized, info.violation
 		rq.Status = sw.status
-	}
-	f.mu.Unlock()
+	})
 }
 
 type finfoInfo struct {

@@ -77,16 +77,13 @@ func (f *Finfo) serveToken(w http.ResponseWriter, r *http.Request, info *finfoIn
 	if grant == "password" || grant == "refresh_token" {
 		f.checkReuseLocked(grant, info)
 	}
-	if f.failTokenN > 0 {
-		f.failTokenN--
+	if status, retryAfter, ok := f.faults.takeToken(); ok {
 		code := "temporarily_unavailable"
-		if f.failTokenSC >= 500 && f.failTokenSC != http.StatusServiceUnavailable {
+		if status >= 500 && status != http.StatusServiceUnavailable {
 			code = "server_error"
 		}
-		if f.retryAfter != "" && (f.failTokenSC == http.StatusTooManyRequests || f.failTokenSC == http.StatusServiceUnavailable) {
-			w.Header().Set("Retry-After", f.retryAfter)
-		}
-		fail(f.failTokenSC, code, "Injected failure")
+		setRetryAfterHeader(w, status, retryAfter)
+		fail(status, code, "Injected failure")
 		return
 	}
 	id, secret, basic := r.BasicAuth()
@@ -149,21 +146,16 @@ func finfoOAuthError(w http.ResponseWriter, status int, code, desc string) {
 
 // serveAPI implements BaseURL()/v2/articles.
 func (f *Finfo) serveAPI(w http.ResponseWriter, r *http.Request, info *finfoInfo) {
-	f.mu.Lock()
-	if f.failNextN > 0 {
-		f.failNextN--
-		status, ra := f.failNextSC, f.retryAfter
-		f.mu.Unlock()
-		if ra != "" && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
-			w.Header().Set("Retry-After", ra)
-		}
+	if status, retryAfter, ok := f.faults.takeNext(); ok {
+		setRetryAfterHeader(w, status, retryAfter)
 		msg := http.StatusText(status)
 		if status == http.StatusTooManyRequests {
 			msg = "Too Many Calls - API overloaded"
 		}
-		simWriteJSON(w, status, map[string]any{"status": status, "message": msg})
+		writeJSON(w, status, map[string]any{"status": status, "message": msg})
 		return
 	}
+	f.mu.Lock()
 	h := strings.TrimSpace(r.Header.Get("Authorization"))
 	scheme, tok, _ := strings.Cut(h, " ")
 	a, ok := f.access[strings.TrimSpace(tok)]
@@ -171,18 +163,18 @@ func (f *Finfo) serveAPI(w http.ResponseWriter, r *http.Request, info *finfoInfo
 	f.mu.Unlock()
 	if !valid {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="finfo", error="invalid_token"`)
-		simWriteJSON(w, http.StatusUnauthorized, map[string]any{"status": 401, "message": "Unauthorized"})
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": 401, "message": "Unauthorized"})
 		return
 	}
 	info.authorized = true
 	rel := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, finfoAPIPrefix), "/")
 	if rel != FinfoArticlesPath {
-		simWriteJSON(w, http.StatusNotFound, map[string]any{"status": 404, "message": "Not Found"})
+		writeJSON(w, http.StatusNotFound, map[string]any{"status": 404, "message": "Not Found"})
 		return
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
-		simWriteJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": 405, "message": "Method Not Allowed"})
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": 405, "message": "Method Not Allowed"})
 		return
 	}
 	q := r.URL.Query()
@@ -190,7 +182,7 @@ func (f *Finfo) serveAPI(w http.ResponseWriter, r *http.Request, info *finfoInfo
 	if v := q.Get("changedSince"); v != "" {
 		t, ok := parseFinfoTime(v)
 		if !ok {
-			simWriteJSON(w, http.StatusBadRequest, map[string]any{"status": 400, "message": "Invalid changedSince: " + v})
+			writeJSON(w, http.StatusBadRequest, map[string]any{"status": 400, "message": "Invalid changedSince: " + v})
 			return
 		}
 		since = t
@@ -200,7 +192,7 @@ func (f *Finfo) serveAPI(w http.ResponseWriter, r *http.Request, info *finfoInfo
 		if v := q.Get(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
-				simWriteJSON(w, http.StatusBadRequest, map[string]any{"status": 400, "message": "Invalid " + name + ": " + v})
+				writeJSON(w, http.StatusBadRequest, map[string]any{"status": 400, "message": "Invalid " + name + ": " + v})
 				return
 			}
 			*dst = n
@@ -219,7 +211,7 @@ func (f *Finfo) serveAPI(w http.ResponseWriter, r *http.Request, info *finfoInfo
 	for i, a := range list {
 		out[i] = a.JSON()
 	}
-	simWriteJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // parseFinfoTime reads an ISO 8601 timestamp (with or without fraction and
@@ -262,7 +254,7 @@ func (a FinfoArticle) JSON() map[string]any {
 		"createdDate":      FormatFinfoDate(a.Created),
 		"lastModifiedDate": FormatFinfoDate(a.LastModified),
 	}
-	for k, v := range simCloneFields(a.Fields) {
+	for k, v := range cloneFields(a.Fields) {
 		m[k] = v
 	}
 	return m
@@ -287,7 +279,7 @@ func (c FinfoChange) IDString() string { return strconv.FormatInt(c.FinfoArticle
 
 // CreateArticle adds an article dated now (createdDate = lastModifiedDate).
 func (f *Finfo) CreateArticle(fields map[string]any) FinfoArticle {
-	fl := simCloneFields(fields)
+	fl := cloneFields(fields)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.nowLocked()
@@ -301,7 +293,7 @@ func (f *Finfo) CreateArticle(fields map[string]any) FinfoArticle {
 // UpdateArticle merges fields (nil removes) and sets lastModifiedDate to
 // now by the record clock.
 func (f *Finfo) UpdateArticle(id int64, fields map[string]any) (FinfoArticle, error) {
-	fl := simCloneFields(fields)
+	fl := cloneFields(fields)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	a, ok := f.articles[id]
@@ -381,6 +373,6 @@ func (f *Finfo) list(since time.Time) []FinfoArticle {
 }
 
 func copyFinfoArticle(a FinfoArticle) FinfoArticle {
-	a.Fields = simCloneFields(a.Fields)
+	a.Fields = cloneFields(a.Fields)
 	return a
 }

@@ -73,13 +73,11 @@ type Infinia struct {
 	stores  map[string]*infiniaStore
 	changes []InfiniaChange
 
-	latency    time.Duration
+	faults     faults
 	failCodeN  int
 	failCode   string
 	failCodeMs string
-	failNextN  int
-	failNextSC int
-	requests   []InfiniaRequest
+	requests   requestLog[InfiniaRequest]
 }
 
 // Resources of Infinia: the keys of connectors/definitions/infinia.yaml.
@@ -322,11 +320,7 @@ func (s *Infinia) Now() time.Time {
 func (s *Infinia) nowLocked() time.Time { return s.clock().UTC().Truncate(time.Second) }
 
 // SetLatency delays every response by d.
-func (s *Infinia) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	s.latency = d
-	s.mu.Unlock()
-}
+func (s *Infinia) SetLatency(d time.Duration) { s.faults.setLatency(d) }
 
 // FailNextCode makes the next n requests whose envelope is valid answer
 // code (HTTP 200) with its published message, or message when not empty.
@@ -342,16 +336,13 @@ func (s *Infinia) FailNextCode(n int, code, message string) {
 
 // FailNext makes the next n requests under BaseURL() fail with the HTTP
 // status, before any envelope check.
-func (s *Infinia) FailNext(n, status int) {
-	s.mu.Lock()
-	s.failNextN, s.failNextSC = n, status
-	s.mu.Unlock()
-}
+func (s *Infinia) FailNext(n, status int) { s.faults.failNext(n, status) }
 
 // ClearFaults removes FailNextCode, FailNext and the latency.
 func (s *Infinia) ClearFaults() {
+	s.faults.clear()
 	s.mu.Lock()
-	s.failCodeN, s.failNextN, s.latency = 0, 0, 0
+	s.failCodeN = 0
 	s.mu.Unlock()
 }
 
@@ -373,61 +364,29 @@ type InfiniaRequest struct {
 }
 
 // Requests returns a copy of the request log.
-func (s *Infinia) Requests() []InfiniaRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]InfiniaRequest(nil), s.requests...)
-}
+func (s *Infinia) Requests() []InfiniaRequest { return s.requests.all() }
 
 // CodeCount counts the answers with this envelope code.
 func (s *Infinia) CodeCount(code string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.requests {
-		if r.Code == code {
-			n++
-		}
-	}
-	return n
+	return s.requests.count(func(r InfiniaRequest) bool { return r.Code == code })
 }
 
 // ResetRequests empties the request log.
-func (s *Infinia) ResetRequests() {
-	s.mu.Lock()
-	s.requests = nil
-	s.mu.Unlock()
-}
+func (s *Infinia) ResetRequests() { s.requests.reset() }
 
 func (s *Infinia) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	latency := s.latency
-	idx := len(s.requests)
-	s.requests = append(s.requests, InfiniaRequest{Method: r.Method, Path: r.URL.Path, At: time.Now()})
-	s.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-s.closed:
-			t.Stop()
-			return
-		}
+	idx := s.requests.add(InfiniaRequest{Method: r.Method, Path: r.URL.Path, At: time.Now()})
+	if !s.faults.wait(r, s.closed) {
+		return
 	}
-	sw := &simStatusWriter{ResponseWriter: w, status: http.StatusOK}
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	var info InfiniaRequest
 	s.serveAPI(sw, r, &info)
-	s.mu.Lock()
-	if idx < len(s.requests) {
-		rq := &s.requests[idx]
+	s.requests.update(idx, func(rq *InfiniaRequest) {
 		rq.Resource, rq.AppID, rq.Version = info.Resource, info.AppID, info.Version
 		rq.SignatureValid, rq.RequestData, rq.Code, rq.Records = info.SignatureValid, info.RequestData, info.Code, info.Records
 		rq.Status = sw.status
-	}
-	s.mu.Unlock()
+	})
 }
 
 func (s *Infinia) serveAPI(w http.ResponseWriter, r *http.Request, info *InfiniaRequest) {
@@ -437,22 +396,17 @@ func (s *Infinia) serveAPI(w http.ResponseWriter, r *http.Request, info *Infinia
 			info.Resource = name
 		}
 	}
-	s.mu.Lock()
-	if s.failNextN > 0 {
-		s.failNextN--
-		status := s.failNextSC
-		s.mu.Unlock()
-		simWriteJSON(w, status, map[string]any{"status": status, "error": http.StatusText(status)})
+	if status, _, ok := s.faults.takeNext(); ok {
+		writeJSON(w, status, map[string]any{"status": status, "error": http.StatusText(status)})
 		return
 	}
-	s.mu.Unlock()
 	if info.Resource == "" {
-		simWriteJSON(w, http.StatusNotFound, map[string]any{"status": 404, "error": "Not Found", "path": r.URL.Path})
+		writeJSON(w, http.StatusNotFound, map[string]any{"status": 404, "error": "Not Found", "path": r.URL.Path})
 		return
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		simWriteJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": 405, "error": "Method Not Allowed"})
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": 405, "error": "Method Not Allowed"})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
@@ -554,7 +508,7 @@ func (s *Infinia) serveAPI(w http.ResponseWriter, r *http.Request, info *Infinia
 		var enc []byte
 		if enc, err = InfiniaEncrypt(s.clientPub, plainResp); err == nil {
 			info.Code = InfiniaSuccess
-			simWriteJSON(w, http.StatusOK, InfiniaResponseEnvelope{
+			writeJSON(w, http.StatusOK, InfiniaResponseEnvelope{
 				AppID: s.appID, Code: InfiniaSuccess, Message: infiniaMessages[InfiniaSuccess],
 				ResponseData: base64.StdEncoding.EncodeToString(enc),
 			})
@@ -571,7 +525,7 @@ func (s *Infinia) refuse(w http.ResponseWriter, info *InfiniaRequest, code, mess
 		message = infiniaMessages[code]
 	}
 	info.Code = code
-	simWriteJSON(w, http.StatusOK, InfiniaResponseEnvelope{AppID: s.appID, Code: code, Message: message})
+	writeJSON(w, http.StatusOK, InfiniaResponseEnvelope{AppID: s.appID, Code: code, Message: message})
 }
 
 // InfiniaRecord is the current version of a status record.
@@ -592,7 +546,7 @@ func (r InfiniaRecord) JSON() map[string]any {
 		"createTime":                FormatInfiniaTime(r.CreateTime),
 		"updateTime":                FormatInfiniaTime(r.UpdateTime),
 	}
-	for k, v := range simCloneFields(r.Fields) {
+	for k, v := range cloneFields(r.Fields) {
 		m[k] = v
 	}
 	return m
@@ -627,7 +581,7 @@ func (s *Infinia) storeOf(resource string) *infiniaStore {
 
 // Create adds a record with status, dated now (createTime = updateTime).
 func (s *Infinia) Create(resource, status string, fields map[string]any) InfiniaRecord {
-	f := simCloneFields(fields)
+	f := cloneFields(fields)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.storeOf(resource)
@@ -645,7 +599,7 @@ func (s *Infinia) Create(resource, status string, fields map[string]any) Infinia
 // SetStatus changes a record's status and merges fields (nil removes);
 // updateTime becomes now, at least one second after the previous one.
 func (s *Infinia) SetStatus(resource, id, status string, fields map[string]any) (InfiniaRecord, error) {
-	f := simCloneFields(fields)
+	f := cloneFields(fields)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.storeOf(resource).byID[id]
@@ -732,6 +686,6 @@ func (s *Infinia) query(resource string, from, until time.Time) []InfiniaRecord 
 }
 
 func copyInfiniaRecord(r InfiniaRecord) InfiniaRecord {
-	r.Fields = simCloneFields(r.Fields)
+	r.Fields = cloneFields(r.Fields)
 	return r
 }

@@ -78,14 +78,9 @@ type Infusion struct {
 	changes []InfusionChange
 	served  []InfusionServed
 
-	latency      time.Duration
-	failNextN    int
-	failNextCode int
-	truncateN    int
-	malformN     int
-	retryAfter   string
-	forbidden    map[string]bool
-	requests     []InfusionRequest
+	faults    faults
+	forbidden map[string]bool
+	requests  requestLog[InfusionRequest]
 }
 
 // Resources of Infusion: the keys of connectors/definitions/infusion.yaml.
@@ -306,45 +301,25 @@ func (s *Infusion) ResetCursors() {
 }
 
 // SetLatency delays every response by d (0: none).
-func (s *Infusion) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	s.latency = d
-	s.mu.Unlock()
-}
+func (s *Infusion) SetLatency(d time.Duration) { s.faults.setLatency(d) }
 
 // FailNext makes the next n requests under BaseURL() that pass the rate
 // limit fail with status (before authentication; the cursor does not
 // move), with Retry-After when SetRetryAfter was given (429 and 503).
-func (s *Infusion) FailNext(n, status int) {
-	s.mu.Lock()
-	s.failNextN, s.failNextCode = n, status
-	s.mu.Unlock()
-}
+func (s *Infusion) FailNext(n, status int) { s.faults.failNext(n, status) }
 
 // TruncateNext makes the next n successful data synchronisation answers
 // 200 with the JSON cut in half. The cursor has moved: those records are
 // lost to that session (the documented limit of delta upstreams).
-func (s *Infusion) TruncateNext(n int) {
-	s.mu.Lock()
-	s.truncateN = n
-	s.mu.Unlock()
-}
+func (s *Infusion) TruncateNext(n int) { s.faults.truncateNext(n) }
 
 // MalformNext makes the next n successful data synchronisation answers 200
 // with an HTML body. As with TruncateNext the cursor has moved.
-func (s *Infusion) MalformNext(n int) {
-	s.mu.Lock()
-	s.malformN = n
-	s.mu.Unlock()
-}
+func (s *Infusion) MalformNext(n int) { s.faults.malformNext(n) }
 
 // SetRetryAfter sets the Retry-After value of injected 429 and 503 answers
 // ("" = none). Rate-limit 429s always carry "1".
-func (s *Infusion) SetRetryAfter(v string) {
-	s.mu.Lock()
-	s.retryAfter = v
-	s.mu.Unlock()
-}
+func (s *Infusion) SetRetryAfter(v string) { s.faults.setRetryAfter(v) }
 
 // SetForbidden makes a resource answer 403 {"message": "User not
 // authorised"} (seed FAQ 11: the API user lacks the role), or serve again.
@@ -357,11 +332,9 @@ func (s *Infusion) SetForbidden(resource string, forbidden bool) {
 // ClearFaults removes FailNext, TruncateNext, MalformNext, SetForbidden,
 // the latency and Retry-After.
 func (s *Infusion) ClearFaults() {
+	s.faults.clear()
 	s.mu.Lock()
-	s.failNextN, s.truncateN, s.malformN = 0, 0, 0
 	s.forbidden = map[string]bool{}
-	s.latency = 0
-	s.retryAfter = ""
 	s.mu.Unlock()
 }
 
@@ -378,36 +351,18 @@ type InfusionRequest struct {
 }
 
 // Requests returns a copy of the request log, in order of arrival.
-func (s *Infusion) Requests() []InfusionRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]InfusionRequest(nil), s.requests...)
-}
+func (s *Infusion) Requests() []InfusionRequest { return s.requests.all() }
 
 // APIRequests counts the requests under BaseURL().
 func (s *Infusion) APIRequests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.requests {
-		if strings.HasPrefix(r.Path, infusionAPIPrefix+"/") || r.Path == infusionAPIPrefix {
-			n++
-		}
-	}
-	return n
+	return s.requests.count(func(r InfusionRequest) bool {
+		return strings.HasPrefix(r.Path, infusionAPIPrefix+"/") || r.Path == infusionAPIPrefix
+	})
 }
 
 // Unauthorized counts the requests answered 401.
 func (s *Infusion) Unauthorized() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.requests {
-		if r.Status == http.StatusUnauthorized {
-			n++
-		}
-	}
-	return n
+	return s.requests.count(func(r InfusionRequest) bool { return r.Status == http.StatusUnauthorized })
 }
 
 // PeakPerSecond is the most requests under BaseURL() that arrived within
@@ -428,8 +383,8 @@ func (s *Infusion) Throttled() int {
 // ResetRequests empties the request log, resets PeakPerSecond and
 // Throttled and empties the rate limit's window.
 func (s *Infusion) ResetRequests() {
+	s.requests.reset()
 	s.mu.Lock()
-	s.requests = nil
 	s.peak, s.throttled = 0, 0
 	s.arrivals, s.accepted = nil, nil
 	s.mu.Unlock()
@@ -462,42 +417,25 @@ func dropUntil(ts []time.Time, cut time.Time) []time.Time {
 
 func (s *Infusion) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
-	s.mu.Lock()
-	latency := s.latency
-	idx := len(s.requests)
-	s.requests = append(s.requests, InfusionRequest{
+	idx := s.requests.add(InfusionRequest{
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, At: now,
 		License: r.Header.Get("licenseuuid"), Session: r.Header.Get("sessionuuid"),
 	})
-	s.mu.Unlock()
-
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-s.closed:
-			t.Stop()
-			return
-		}
+	if !s.faults.wait(r, s.closed) {
+		return
 	}
-	sw := &simStatusWriter{ResponseWriter: w, status: http.StatusOK}
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	var info infusionInfo
 	p := r.URL.Path
 	if p == infusionAPIPrefix || strings.HasPrefix(p, infusionAPIPrefix+"/") {
 		s.serveAPI(sw, r, now, &info)
 	} else {
-		simWriteJSON(sw, http.StatusNotFound, map[string]any{"message": "Not Found"})
+		writeJSON(sw, http.StatusNotFound, map[string]any{"message": "Not Found"})
 	}
-	s.mu.Lock()
-	if idx < len(s.requests) {
-		rq := &s.requests[idx]
+	s.requests.update(idx, func(rq *InfusionRequest) {
 		rq.Resource, rq.Authorized, rq.Throttled, rq.Records = info.resource, info.authorized, info.throttled, info.records
 		rq.Status = sw.status
-	}
-	s.mu.Unlock()
+	})
 }
 
 type infusionInfo struct {
@@ -522,18 +460,14 @@ func (s *Infusion) serveAPI(w http.ResponseWriter, r *http.Request, arrival time
 		s.mu.Unlock()
 		info.throttled = true
 		w.Header().Set("Retry-After", "1")
-		simWriteJSON(w, http.StatusTooManyRequests, map[string]any{
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{
 			"message": "Rate limit exceeded: at most 10 requests per second"})
 		return
 	}
-	if s.failNextN > 0 {
-		s.failNextN--
-		status, ra := s.failNextCode, s.retryAfter
+	if status, retryAfter, ok := s.faults.takeNext(); ok {
 		s.mu.Unlock()
-		if ra != "" && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
-			w.Header().Set("Retry-After", ra)
-		}
-		simWriteJSON(w, status, map[string]any{"message": "Injected failure: " + http.StatusText(status)})
+		setRetryAfterHeader(w, status, retryAfter)
+		writeJSON(w, status, map[string]any{"message": "Injected failure: " + http.StatusText(status)})
 		return
 	}
 	lic, sess := r.Header.Get("licenseuuid"), r.Header.Get("sessionuuid")
@@ -550,50 +484,37 @@ func (s *Infusion) serveAPI(w http.ResponseWriter, r *http.Request, arrival time
 	}
 	if authErr != "" {
 		s.mu.Unlock()
-		simWriteJSON(w, http.StatusUnauthorized, map[string]any{"message": authErr})
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": authErr})
 		return
 	}
 	info.authorized = true
 	if resource == "" {
 		s.mu.Unlock()
-		simWriteJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found"})
+		writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found"})
 		return
 	}
 	if r.Method != http.MethodGet {
 		s.mu.Unlock()
 		w.Header().Set("Allow", "GET")
-		simWriteJSON(w, http.StatusMethodNotAllowed, map[string]any{"message": "Method not allowed"})
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"message": "Method not allowed"})
 		return
 	}
 	if s.forbidden[resource] {
 		s.mu.Unlock()
-		simWriteJSON(w, http.StatusForbidden, map[string]any{"message": "User not authorised"})
+		writeJSON(w, http.StatusForbidden, map[string]any{"message": "User not authorised"})
 		return
 	}
 	recs, more := s.syncLocked(sess, resource)
 	info.records = len(recs)
-	truncate, malform := s.truncateN > 0, false
-	if truncate {
-		s.truncateN--
-	} else if s.malformN > 0 {
-		s.malformN--
-		malform = true
-	}
 	s.mu.Unlock()
 
 	body, err := json.Marshal(map[string]any{resource: recs, "more": more})
 	if err != nil {
-		simWriteJSON(w, http.StatusInternalServerError, map[string]any{"message": err.Error()})
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"message": err.Error()})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case truncate:
-		body = body[:len(body)/2]
-	case malform:
-		body = []byte("<html><body><h1>502 Bad Gateway</h1></body></html>")
-	}
-	_, _ = w.Write(body)
+	_, _ = w.Write(s.faults.corrupt(body))
 }
 
 func containsString(list []string, s string) bool {
@@ -603,47 +524,4 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// simStatusWriter remembers the status of an answer (shared by the
-// Infusion, Finfo and Infinia simulators).
-type simStatusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *simStatusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *simStatusWriter) Write(b []byte) (int, error) {
-	s.wrote = true
-	return s.ResponseWriter.Write(b)
-}
-
-// simWriteJSON writes body as JSON with status.
-func simWriteJSON(w http.ResponseWriter, status int, body any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
-}
-
-// simCloneFields deep-copies JSON-able fields through encoding/json.
-func simCloneFields(f map[string]any) map[string]any {
-	out := map[string]any{}
-	if len(f) == 0 {
-		return out
-	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		panic(fmt.Sprintf("simulators: fields are not JSON: %v", err))
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		panic(fmt.Sprintf("simulators: fields are not JSON: %v", err))
-	}
-	return out
 }

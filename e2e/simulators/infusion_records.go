@@ -52,7 +52,7 @@ func (r InfusionRecord) JSON() map[string]any {
 	if r.IsDeleted() {
 		m["deletedTimestamp"] = FormatInfusionTimestamp(r.Deleted)
 	}
-	for k, v := range simCloneFields(r.Fields) {
+	for k, v := range cloneFields(r.Fields) {
 		m[k] = v
 	}
 	return m
@@ -130,7 +130,7 @@ func (s *Infusion) storeOf(resource string) *infusionStore {
 // Create adds a record to resource, dated now by the record clock:
 // createdTimestamp = modifiedTimestamp, versionNumber 0.
 func (s *Infusion) Create(resource string, fields map[string]any) InfusionRecord {
-	f := simCloneFields(fields)
+	f := cloneFields(fields)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.storeOf(resource)
@@ -152,7 +152,7 @@ func (s *Infusion) Create(resource string, fields map[string]any) InfusionRecord
 // raising versionNumber by one and modifiedTimestamp to now (at least 1 ms
 // after the previous one).
 func (s *Infusion) Update(resource, uuid string, fields map[string]any) (InfusionRecord, error) {
-	f := simCloneFields(fields)
+	f := cloneFields(fields)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.changeLocked(resource, uuid, f, false)
@@ -346,13 +346,13 @@ func (s *Infusion) syncLocked(session, resource string) ([]map[string]any, bool)
 		}
 		s.served = append(s.served, InfusionServed{
 			Session: session, Resource: resource, UUID: v.UUID, Version: v.Version,
-			Kind: kind, Change: v.seq, Record: simCloneFields(j),
+			Kind: kind, Change: v.seq, Record: cloneFields(j),
 		})
 	}
 	return out, more
 }
 
 func copyInfusionRecord(r InfusionRecord) InfusionRecord {
-	r.Fields = simCloneFields(r.Fields)
+	r.Fields = cloneFields(r.Fields)
 	return r
 }

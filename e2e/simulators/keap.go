@@ -66,17 +66,10 @@ type Keap struct {
 	changes    []Change
 	indexDelay time.Duration
 
-	latency      time.Duration
-	failNextN    int
-	failNextCode int
-	failTokenN   int
-	failTokenSC  int
-	pageFaults   map[int]*pageFault
-	truncateN    int
-	malformN     int
-	retryAfter   string
-	linkBase     string
-	requests     []Request
+	faults     faults
+	pageFaults map[int]*pageFault
+	linkBase   string
+	requests   requestLog[Request]
 }
 
 type pageFault struct {
@@ -266,30 +259,18 @@ func (k *Keap) SetIndexDelay(d time.Duration) {
 }
 
 // SetLatency delays every response by d (0: none).
-func (k *Keap) SetLatency(d time.Duration) {
-	k.mu.Lock()
-	k.latency = d
-	k.mu.Unlock()
-}
+func (k *Keap) SetLatency(d time.Duration) { k.faults.setLatency(d) }
 
 // FailNext makes the next n requests under /crm/rest/v1 fail with status,
 // before authentication, with a Keap-style error body (and Retry-After when
 // SetRetryAfter was given, for 429 and 503). It replaces a previous
 // FailNext.
-func (k *Keap) FailNext(n int, status int) {
-	k.mu.Lock()
-	k.failNextN, k.failNextCode = n, status
-	k.mu.Unlock()
-}
+func (k *Keap) FailNext(n int, status int) { k.faults.failNext(n, status) }
 
 // FailNextToken makes the next n requests to /token fail with status and
 // an OAuth error body ("temporarily_unavailable", or "server_error" for
 // 500). It replaces a previous FailNextToken.
-func (k *Keap) FailNextToken(n int, status int) {
-	k.mu.Lock()
-	k.failTokenN, k.failTokenSC = n, status
-	k.mu.Unlock()
-}
+func (k *Keap) FailNextToken(n int, status int) { k.faults.failNextToken(n, status) }
 
 // FailPage makes the next listing request for page n (1-based: offset /
 // limit + 1, any resource) fail once with 500, after authentication.
@@ -309,37 +290,23 @@ func (k *Keap) FailPageWith(n, times, status int) {
 
 // TruncateNext makes the next n successful API responses (listings and
 // single records) 200 with a JSON body cut in half.
-func (k *Keap) TruncateNext(n int) {
-	k.mu.Lock()
-	k.truncateN = n
-	k.mu.Unlock()
-}
+func (k *Keap) TruncateNext(n int) { k.faults.truncateNext(n) }
 
 // MalformNext makes the next n successful API responses 200 with a
 // Content-Type of application/json and a body that is HTML, not JSON (what
 // a misbehaving proxy serves).
-func (k *Keap) MalformNext(n int) {
-	k.mu.Lock()
-	k.malformN = n
-	k.mu.Unlock()
-}
+func (k *Keap) MalformNext(n int) { k.faults.malformNext(n) }
 
 // SetRetryAfter sets the Retry-After header value sent with injected 429
 // and 503 responses ("" = none; e.g. "1" or an HTTP date).
-func (k *Keap) SetRetryAfter(v string) {
-	k.mu.Lock()
-	k.retryAfter = v
-	k.mu.Unlock()
-}
+func (k *Keap) SetRetryAfter(v string) { k.faults.setRetryAfter(v) }
 
 // ClearFaults removes every pending fault: FailNext, FailNextToken,
 // FailPage, TruncateNext, MalformNext, the latency and Retry-After.
 func (k *Keap) ClearFaults() {
+	k.faults.clear()
 	k.mu.Lock()
-	k.failNextN, k.failTokenN, k.truncateN, k.malformN = 0, 0, 0, 0
 	k.pageFaults = map[int]*pageFault{}
-	k.latency = 0
-	k.retryAfter = ""
 	k.mu.Unlock()
 }
 
@@ -392,23 +359,11 @@ type Request struct {
 
 // Requests returns a copy of the log of every request received, in order of
 // arrival.
-func (k *Keap) Requests() []Request {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return append([]Request(nil), k.requests...)
-}
+func (k *Keap) Requests() []Request { return k.requests.all() }
 
 // APIRequests counts the requests under /crm/rest/v1.
 func (k *Keap) APIRequests() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	n := 0
-	for _, r := range k.requests {
-		if r.Endpoint == "api" {
-			n++
-		}
-	}
-	return n
+	return k.requests.count(func(r Request) bool { return r.Endpoint == "api" })
 }
 
 // TokenRequests counts requests to /token with this grant_type
@@ -451,8 +406,8 @@ func (k *Keap) TokensIssued() int {
 
 // ResetRequests empties the request log and the token counters.
 func (k *Keap) ResetRequests() {
+	k.requests.reset()
 	k.mu.Lock()
-	k.requests = nil
 	k.tokenReqs = map[string]int{}
 	k.tokenFails = map[string]int{}
 	k.mu.Unlock()
@@ -460,26 +415,12 @@ func (k *Keap) ResetRequests() {
 
 // serveHTTP routes every request, logs it and applies latency.
 func (k *Keap) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	k.mu.Lock()
-	latency := k.latency
-	idx := len(k.requests)
-	k.requests = append(k.requests, Request{
+	idx := k.requests.add(Request{
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 		At: time.Now(), Endpoint: "other",
 	})
-	k.mu.Unlock()
-
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-k.closed:
-			t.Stop()
-			return
-		}
+	if !k.faults.wait(r, k.closed) {
+		return
 	}
 
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -498,9 +439,7 @@ func (k *Keap) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(sw, http.StatusNotFound, map[string]any{"message": "Not Found"})
 	}
 
-	k.mu.Lock()
-	if idx < len(k.requests) { // ResetRequests may have emptied the log
-		rq := &k.requests[idx]
+	k.requests.update(idx, func(rq *Request) {
 		rq.Endpoint = info.endpoint
 		if rq.Endpoint == "" {
 			rq.Endpoint = "other"
@@ -509,8 +448,7 @@ func (k *Keap) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rq.Credentials = info.credentials
 		rq.Authorized = info.authorized
 		rq.Status = sw.status
-	}
-	k.mu.Unlock()
+	})
 }
 
 type reqInfo struct {
@@ -518,24 +456,6 @@ type reqInfo struct {
 	grantType   string
 	credentials bool
 	authorized  bool
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	s.wrote = true
-	return s.ResponseWriter.Write(b)
 }
 
 // InstanceConfiguration returns the upstream part of a pollhook

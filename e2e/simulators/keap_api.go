@@ -16,15 +16,10 @@ const apiPrefix = "/crm/rest/v1"
 
 // serveAPI implements /crm/rest/v1.
 func (k *Keap) serveAPI(w http.ResponseWriter, r *http.Request, info *reqInfo) {
-	k.mu.Lock()
-	if k.failNextN > 0 {
-		k.failNextN--
-		status, retryAfter := k.failNextCode, k.retryAfter
-		k.mu.Unlock()
+	if status, retryAfter, ok := k.faults.takeNext(); ok {
 		injectedFailure(w, status, retryAfter)
 		return
 	}
-	k.mu.Unlock()
 
 	if ok, fault, code := k.checkBearer(r, info); !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api.infusionsoft.com"`)
@@ -165,9 +160,8 @@ func (k *Keap) serveList(w http.ResponseWriter, r *http.Request, resource string
 				delete(k.pageFaults, page)
 			}
 		}
-		retryAfter := k.retryAfter
 		k.mu.Unlock()
-		injectedFailure(w, status, retryAfter)
+		injectedFailure(w, status, k.faults.retryAfterValue())
 		return
 	}
 	now := k.nowLocked()
@@ -274,16 +268,7 @@ func (k *Keap) writeOK(w http.ResponseWriter, body any) {
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"message": err.Error()})
 		return
 	}
-	k.mu.Lock()
-	switch {
-	case k.malformN > 0:
-		k.malformN--
-		b = []byte("<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>\n")
-	case k.truncateN > 0:
-		k.truncateN--
-		b = b[:len(b)/2]
-	}
-	k.mu.Unlock()
+	b = k.faults.corrupt(b)
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
@@ -291,9 +276,7 @@ func (k *Keap) writeOK(w http.ResponseWriter, body any) {
 }
 
 func injectedFailure(w http.ResponseWriter, status int, retryAfter string) {
-	if retryAfter != "" && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
-		w.Header().Set("Retry-After", retryAfter)
-	}
+	setRetryAfterHeader(w, status, retryAfter)
 	if status == http.StatusTooManyRequests {
 		writeJSON(w, status, map[string]any{
 			"fault": map[string]any{"faultstring": "Rate limit quota violation. Quota limit exceeded.",
@@ -302,12 +285,4 @@ func injectedFailure(w http.ResponseWriter, status int, retryAfter string) {
 		return
 	}
 	writeJSON(w, status, map[string]any{"message": fmt.Sprintf("Injected failure: %d %s", status, http.StatusText(status))})
-}
-
-func writeJSON(w http.ResponseWriter, status int, body any) {
-	b, _ := json.Marshal(body)
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
 }

@@ -206,16 +206,13 @@ func (k *Keap) serveToken(w http.ResponseWriter, r *http.Request, info *reqInfo)
 	}
 	info.credentials = basic || secret != ""
 
-	if k.failTokenN > 0 {
-		k.failTokenN--
+	if status, retryAfter, ok := k.faults.takeToken(); ok {
 		code := "temporarily_unavailable"
-		if k.failTokenSC == http.StatusInternalServerError {
+		if status == http.StatusInternalServerError {
 			code = "server_error"
 		}
-		if k.retryAfter != "" && (k.failTokenSC == http.StatusTooManyRequests || k.failTokenSC == http.StatusServiceUnavailable) {
-			w.Header().Set("Retry-After", k.retryAfter)
-		}
-		fail(k.failTokenSC, code, "Injected failure")
+		setRetryAfterHeader(w, status, retryAfter)
+		fail(status, code, "Injected failure")
 		return
 	}
 	if id != k.clientID || secret != k.clientSecret {

@@ -1,7 +1,6 @@
 package simulators
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -259,24 +258,6 @@ func (k *Keap) logChange(rec Record, kind ChangeKind, at time.Time) {
 func copyRecord(r Record) Record {
 	r.Fields = cloneFields(r.Fields)
 	return r
-}
-
-// cloneFields deep-copies fields through JSON, so the store never shares
-// memory with the caller and serves exactly what encoding/json would.
-func cloneFields(f map[string]any) map[string]any {
-	out := map[string]any{}
-	if len(f) == 0 {
-		return out
-	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		panic(fmt.Sprintf("simulators: fields are not JSON: %v", err))
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		panic(fmt.Sprintf("simulators: fields are not JSON: %v", err))
-	}
-	// json turns nil values into null; keep them as nil (removal marks).
-	return out
 }
 
 func cmpInt64(a, b int64) int {
