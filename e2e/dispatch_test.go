@@ -337,7 +337,14 @@ func TestKillingTheEmbeddedPollerMidDeliveryLosesNothing(t *testing.T) {
 	flags := []string{"--retry-schedule", "50ms,100ms,200ms,400ms", "--delivery-timeout", "1s"}
 	p := startPoller(t, dataDir, "", flags...)
 	s := newSink(t)
-	s.set(func(int) sinkAnswer { return sinkAnswer{Status: http.StatusOK, Delay: 300 * time.Millisecond} })
+	// The first three answer at once; the rest hang just under the delivery
+	// timeout, so the kill below surely finds requests in flight.
+	s.set(func(n int) sinkAnswer {
+		if n <= 3 {
+			return answerStatus(http.StatusOK)
+		}
+		return sinkAnswer{Status: http.StatusOK, Delay: 900 * time.Millisecond}
+	})
 	id := keapInstanceWithCallback(t, p, keap, s.URL(), "embedded key", 1)
 	for i := range changes {
 		keap.CreateContact(simulators.ContactFields(fmt.Sprint("E", i), "Embedded", fmt.Sprintf("e%d@example.com", i)))
@@ -360,6 +367,7 @@ func TestKillingTheEmbeddedPollerMidDeliveryLosesNothing(t *testing.T) {
 	if cut == 0 {
 		t.Fatal("the kill cut off no request: nothing was in flight")
 	}
+	s.set(func(int) sinkAnswer { return answerStatus(http.StatusOK) })
 	p = startPoller(t, dataDir, p.auth, flags...)
 	waitFor(t, 50*time.Second, fmt.Sprintf("all %d changes accepted by the sink", changes), func() bool {
 		return len(s.acceptedChanges(t)) == changes
