@@ -67,6 +67,11 @@ type Rules struct {
 	// CheckCallback, when not nil, vets a syntactically valid callback URL
 	// (e.g. refuses private addresses); its error text becomes the message.
 	CheckCallback func(*url.URL) error
+	// CheckCredentials, when not nil, vets the connector's credentials
+	// without contacting the upstream (upstream.CheckCredentials); it sees
+	// configuration and secrets merged. A Problem without a Field is
+	// reported on "configuration".
+	CheckCredentials func(def *connectors.Definition, cfg map[string]any) []connectors.Problem
 	// Now is the clock; nil means time.Now. Parsing itself does not need it
 	// (the caller stamps CreatedDate).
 	Now func() time.Time
@@ -386,6 +391,18 @@ func checkRules(in *Instance, rules Rules, p *problems, refreshSent, checkCallba
 			if err := rules.CheckCallback(u); err != nil {
 				p.add(configPrefix+KeyCallbackURL, "is refused: %s", err.Error())
 			}
+		}
+	}
+	if len(*p) > 0 || rules.CheckCredentials == nil || rules.Registry == nil {
+		return
+	}
+	if def, ok := rules.Registry.Get(in.ElementKey); ok {
+		for _, pr := range rules.CheckCredentials(def, in.ConnectorConfig()) {
+			field := strings.TrimSuffix(configPrefix, ".")
+			if pr.Field != "" {
+				field = configPrefix + pr.Field
+			}
+			p.add(field, "%s", pr.Message)
 		}
 	}
 }

@@ -145,7 +145,7 @@ func newEnvelopeAuth(env *connectors.Envelope, vals map[string]any) (*envelopeAu
 		retryable: map[string]bool{},
 	}
 	if a.appID == "" {
-		return nil, fmt.Errorf("configuration %s is required by the envelope scheme", connectors.ConfigInfiniaAppID)
+		return nil, &ConfigError{Key: connectors.ConfigInfiniaAppID, Err: errors.New("is required by the envelope scheme")}
 	}
 	if _, _, err := a.cipherHashes(); err != nil {
 		return nil, err
@@ -165,14 +165,14 @@ func newEnvelopeAuth(env *connectors.Envelope, vals map[string]any) (*envelopeAu
 	a.values = append(a.values, privText, compactKey(privText))
 	var err error
 	if a.provider, err = parseRSAPublicKey(pubText); err != nil {
-		return nil, fmt.Errorf("configuration %s: %w", connectors.ConfigInfiniaPublicKey, err)
+		return nil, &ConfigError{Key: connectors.ConfigInfiniaPublicKey, Err: err}
 	}
 	if a.client, err = parseRSAPrivateKey(privText); err != nil {
-		return nil, fmt.Errorf("configuration %s: %w", connectors.ConfigInfiniaPrivateKey, err)
+		return nil, &ConfigError{Key: connectors.ConfigInfiniaPrivateKey, Err: err}
 	}
 	if n := a.chunk(a.provider.Size()); n <= 0 {
-		return nil, fmt.Errorf("configuration %s: a %d-bit key is too small for padding %s",
-			connectors.ConfigInfiniaPublicKey, a.provider.N.BitLen(), a.padding)
+		return nil, &ConfigError{Key: connectors.ConfigInfiniaPublicKey,
+			Err: fmt.Errorf("a %d-bit key is too small for padding %s", a.provider.N.BitLen(), a.padding)}
 	}
 	return a, nil
 }
@@ -293,7 +293,7 @@ func (a *envelopeAuth) cipherHashes() (oaep, mgf crypto.Hash, err error) {
 	case connectors.PaddingOAEPSHA256:
 		return crypto.SHA256, crypto.SHA1, nil
 	}
-	return 0, 0, fmt.Errorf("configuration %s: unknown padding %q", connectors.ConfigInfiniaPadding, a.padding)
+	return 0, 0, &ConfigError{Key: connectors.ConfigInfiniaPadding, Err: fmt.Errorf("unknown padding %q", a.padding)}
 }
 
 // chunk is the most plaintext one block of a k-byte key carries.
@@ -386,7 +386,7 @@ func sigHash(alg string) (crypto.Hash, error) {
 	case connectors.SigSHA512withRSA:
 		return crypto.SHA512, nil
 	}
-	return 0, fmt.Errorf("configuration %s: unknown signature algorithm %q", connectors.ConfigInfiniaSignatureAlgorithm, alg)
+	return 0, &ConfigError{Key: connectors.ConfigInfiniaSignatureAlgorithm, Err: fmt.Errorf("unknown signature algorithm %q", alg)}
 }
 
 func digest(h crypto.Hash, msg []byte) []byte {

@@ -321,7 +321,12 @@ func TestEnvelopeBadKeyIsAnErrorNamingItsConfigurationKey(t *testing.T) {
 		if tc.public != "" {
 			cfg["infinia.public.key"] = tc.public
 		}
-		_, err := NewClient(infiniaTarget(t, "https://uat-openapi.infiniax.com/api", cfg, tc.private), testOptions(nil))
+		target := infiniaTarget(t, "https://uat-openapi.infiniax.com/api", cfg, tc.private)
+		problems := CheckCredentials(target.Definition, mergeValues(target.Configuration, target.Secrets))
+		if len(problems) != 1 || problems[0].Field != tc.want || strings.Contains(problems[0].Message, "MII") {
+			t.Errorf("%s: CheckCredentials = %+v, want one problem of %s", tc.name, problems, tc.want)
+		}
+		_, err := NewClient(target, testOptions(nil))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one naming %s", tc.name, err, tc.want)
 			continue
@@ -329,6 +334,18 @@ func TestEnvelopeBadKeyIsAnErrorNamingItsConfigurationKey(t *testing.T) {
 		if strings.Contains(err.Error(), broken[10:40]) || strings.Contains(err.Error(), "MII") {
 			t.Errorf("%s: the error shows the key: %v", tc.name, err)
 		}
+	}
+}
+
+func TestCheckCredentialsPassesGoodKeysAndOtherSchemes(t *testing.T) {
+	t.Parallel()
+	envKeys(t)
+	good := infiniaTarget(t, "https://uat-openapi.infiniax.com/api", nil, "")
+	if problems := CheckCredentials(good.Definition, mergeValues(good.Configuration, good.Secrets)); len(problems) != 0 {
+		t.Errorf("good keys: %+v", problems)
+	}
+	if problems := CheckCredentials(definition(t, "finfo"), map[string]any{"username": "u"}); len(problems) != 0 {
+		t.Errorf("a password grant is not checked here: %+v", problems)
 	}
 }
 

@@ -35,6 +35,18 @@ var (
 	ErrUnsupportedAuth = errors.New("upstream auth scheme not supported")
 )
 
+// ConfigError is a configuration value the upstream credentials cannot be
+// built from (e.g. an RSA key that does not parse). Key names the
+// configuration key; the value is never in the message.
+type ConfigError struct {
+	Key string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return "configuration " + e.Key + ": " + e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // excerptLen bounds StatusError.Excerpt and OAuthError.Description.
 const excerptLen = 512
 

@@ -249,7 +249,7 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 		return nil, err
 	}
 
-	rules := instances.Rules{Registry: registry, MinRefreshInterval: cfg.MinRefreshInterval}
+	rules := instances.Rules{Registry: registry, MinRefreshInterval: cfg.MinRefreshInterval, CheckCredentials: upstream.CheckCredentials}
 	if cfg.BlockPrivateCallbacks {
 		rules.CheckCallback = dispatch.CheckCallbackURL
 	}
