@@ -81,6 +81,9 @@ type Change struct {
 	// At is the record clock's reading when the change was made (equal to
 	// LastUpdated for creates and updates).
 	At time.Time
+	// Record is the record as served after the change (before, for a
+	// delete).
+	Record map[string]any
 }
 
 // IDString is the record's id in decimal.
@@ -251,7 +254,7 @@ func (k *Keap) ChangesOf(resource string) []Change {
 func (k *Keap) logChange(rec Record, kind ChangeKind, at time.Time) {
 	k.changes = append(k.changes, Change{
 		Seq: len(k.changes) + 1, Resource: rec.Resource, ID: rec.ID, Kind: kind,
-		DateCreated: rec.DateCreated, LastUpdated: rec.LastUpdated, At: at,
+		DateCreated: rec.DateCreated, LastUpdated: rec.LastUpdated, At: at, Record: rec.JSON(),
 	})
 }
 

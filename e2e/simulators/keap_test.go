@@ -524,8 +524,15 @@ func TestKeapLedger(t *testing.T) {
 		{Seq: 5, Resource: "opportunities", ID: o.ID, Kind: simulators.Created, DateCreated: base.Add(3 * time.Second), LastUpdated: base.Add(3 * time.Second), At: base.Add(3 * time.Second)},
 	}
 	got := k.Changes()
+	records := make([]map[string]any, len(got))
+	for i := range got {
+		records[i], got[i].Record = got[i].Record, nil
+	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("ledger:\n got %v\nwant %v", got, want)
+	}
+	if records[2]["given_name"] != "A2" || records[3]["id"] != b.ID || records[4]["id"] != o.ID {
+		t.Errorf("ledger records: %v", records)
 	}
 	if n := len(k.ChangesOf(simulators.Contacts)); n != 4 {
 		t.Errorf("ChangesOf(contacts) = %d entries", n)

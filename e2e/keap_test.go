@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pollhook/pollhook/e2e/simulators"
+)
+
+// TestKeapDefaultResourcesDeliverEveryChangeOnceAcrossATokenRotation runs
+// the built-in "infusionsoftrest" connector with its default resources
+// (contacts and opportunities) against the Keap simulator: the
+// authorization code exchanged at creation, a burst of 60 contacts at one
+// instant read over two pages of "next" links (the last page has one too),
+// updates in both resources, a contact that becomes visible late, an
+// access token refused and renewed with a rotated refresh token, and a
+// hard delete, which Keap gives no way to see.
+func TestKeapDefaultResourcesDeliverEveryChangeOnceAcrossATokenRotation(t *testing.T) {
+	t.Parallel()
+	keap := simulators.NewKeap(t)
+	p := startPoller(t, t.TempDir(), "", "--retry-schedule", "50ms,100ms,200ms,400ms")
+	s := newSink(t)
+	id, _ := connectorInstance(t, p, "infusionsoftrest", keap.InstanceConfiguration(),
+		map[string]any{"code": keap.IssueCode()}, nil, s.URL(), 10)
+
+	frozen := time.Now()
+	keap.SetClock(func() time.Time { return frozen })
+	var contacts, opportunities []simulators.Record
+	for i := range 60 {
+		contacts = append(contacts, keap.CreateContact(simulators.ContactFields(fmt.Sprint("Given", i), "Burst", fmt.Sprintf("b%d@example.com", i))))
+	}
+	for i := range 3 {
+		opportunities = append(opportunities, keap.CreateOpportunity(map[string]any{"opportunity_title": fmt.Sprint("Deal ", i)}))
+	}
+	keap.SetClock(nil)
+	if n := eventsIn(pollAllOK(t, p, id)); n != 63 {
+		t.Fatalf("poll after a burst of 63 at one instant: %d events", n)
+	}
+
+	time.Sleep(5 * time.Millisecond)
+	mustKeap(t)(keap.UpdateContact(contacts[7].ID, map[string]any{"given_name": "Renamed"}))
+	mustKeap(t)(keap.UpdateOpportunity(opportunities[1].ID, map[string]any{"stage": map[string]any{"name": "Won"}}))
+	if n := eventsIn(pollAllOK(t, p, id)); n != 2 {
+		t.Fatalf("poll after two updates: %d events, want 2", n)
+	}
+	keap.SetIndexDelay(1500 * time.Millisecond)
+	late := keap.CreateContact(simulators.ContactFields("Late", "Indexed", "late@example.com"))
+	if n := eventsIn(pollAllOK(t, p, id)); n != 0 {
+		t.Fatalf("poll while contact %s is not yet indexed: %d events, want 0", late.IDString(), n)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	keap.SetIndexDelay(0)
+	if n := eventsIn(pollAllOK(t, p, id)); n != 1 {
+		t.Fatalf("poll once contact %s is indexed: %d events, want 1", late.IDString(), n)
+	}
+
+	keap.ExpireAccessTokens()
+	mustKeap(t)(keap.UpdateContact(contacts[8].ID, map[string]any{"family_name": "Changed"}))
+	if n := eventsIn(pollAllOK(t, p, id)); n != 1 {
+		t.Fatalf("poll with a refused access token: %d events, want 1", n)
+	}
+	if n := keap.TokenRequests("refresh_token"); n != 1 {
+		t.Errorf("%d refresh grants after one refused access token, want 1", n)
+	}
+	if n := keap.ValidRefreshTokens(); n != 1 {
+		t.Errorf("%d valid refresh tokens after the rotation, want 1", n)
+	}
+
+	if err := keap.DeleteContact(contacts[9].ID); err != nil {
+		t.Fatal(err)
+	}
+	pollAllOK(t, p, id)
+
+	want := map[string]map[string]any{}
+	for _, c := range keap.Changes() {
+		if c.Kind == simulators.Deleted {
+			continue
+		}
+		key := fmt.Sprintf("%s %s %s %s", strings.ToUpper(string(c.Kind)), c.Resource, c.IDString(), c.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+		want[key] = c.Record
+	}
+	s.expectLedger(t, field("id"), func(c sinkChange) string { return c.Key("") + " " + c.Date }, want)
+	t.Logf("%d changes delivered; %d API requests, %d token requests", len(want), keap.APIRequests(), keap.TokenRequests(""))
+}
+
+// mustKeap fails t on a simulator error.
+func mustKeap(t *testing.T) func(simulators.Record, error) {
+	return func(_ simulators.Record, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
