@@ -18,7 +18,8 @@ import (
 
 // connectorInstance creates an instance of connector element with the
 // upstream configuration cfg (and providerData when not nil), delivering
-// to callback in batches of at most batchSize. resources, when not nil, is
+// to callback in batches of at most batchSize, polled every 60 minutes
+// unless cfg says otherwise. resources, when not nil, is
 // event.poller.configuration (else the definition's resources). It returns the instance id and the time the
 // create call returned: every record the upstream dates after that is
 // reported.
@@ -28,7 +29,9 @@ func connectorInstance(t *testing.T, p *poller, element string, cfg, providerDat
 	cfg["event.notification.callback.url"] = callback
 	cfg["event.notification.signature.key"] = element + " key"
 	cfg["event.notification.batch_size"] = batchSize
-	cfg["event.poller.refresh_interval"] = "60"
+	if _, ok := cfg["event.poller.refresh_interval"]; !ok {
+		cfg["event.poller.refresh_interval"] = "60"
+	}
 	if resources != nil {
 		cfg["event.poller.configuration"] = resources
 	}

@@ -75,8 +75,22 @@ type poller struct {
 // when empty, it is read from the credentials the first start prints.
 func startPoller(t *testing.T, dataDir, auth string, flags ...string) *poller {
 	t.Helper()
+	return startPollerOn(t, dataDir, auth, freeAddr(t), freeAddr(t), flags...)
+}
+
+// restart starts a new poller on p's data directory and addresses (after
+// p was killed or stopped), so that dispatchers and clients of p find it
+// again.
+func (p *poller) restart(flags ...string) *poller {
+	p.t.Helper()
+	return startPollerOn(p.t, p.dataDir, p.auth, strings.TrimPrefix(p.base, "http://"), strings.TrimPrefix(p.natsURL, "nats://"), flags...)
+}
+
+// startPollerOn is startPoller with the REST API on listen and the
+// embedded NATS server on natsListen.
+func startPollerOn(t *testing.T, dataDir, auth, listen, natsListen string, flags ...string) *poller {
+	t.Helper()
 	p := &poller{t: t, dataDir: dataDir, auth: auth, done: make(chan struct{})}
-	listen, natsListen := freeAddr(t), freeAddr(t)
 	p.base, p.natsURL = "http://"+listen, "nats://"+natsListen
 	args := append([]string{"--listen", listen, "--nats-listen", natsListen, "--data-dir", dataDir, "--min-refresh-interval", "1s"}, flags...)
 	p.cmd = exec.Command(filepath.Join(binDir, "poller"), args...)

@@ -95,6 +95,7 @@ type InfusionServed struct {
 	Kind   ChangeKind
 	Change int // Seq of the ledger entry that made this version
 	Record map[string]any
+	At     time.Time // wall clock when it was served
 }
 
 type infusionStore struct {
@@ -346,7 +347,7 @@ func (s *Infusion) syncLocked(session, resource string) ([]map[string]any, bool)
 		}
 		s.served = append(s.served, InfusionServed{
 			Session: session, Resource: resource, UUID: v.UUID, Version: v.Version,
-			Kind: kind, Change: v.seq, Record: cloneFields(j),
+			Kind: kind, Change: v.seq, Record: cloneFields(j), At: time.Now(),
 		})
 	}
 	return out, more
