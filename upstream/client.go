@@ -63,8 +63,9 @@ type Options struct {
 	// MaxRetryAfter caps the wait a Retry-After asks for. Default
 	// DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
-	// TokenLeeway: an OAuth2 token is renewed this long before it expires.
-	// Default DefaultTokenLeeway.
+	// TokenLeeway: an OAuth2 token is renewed this long before it expires,
+	// or a tenth of its lifetime before when that is shorter. Default
+	// DefaultTokenLeeway.
 	TokenLeeway time.Duration
 	// UserAgent is sent when a request has none. Default DefaultUserAgent.
 	UserAgent string

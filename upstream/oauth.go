@@ -58,7 +58,7 @@ func ExchangeCode(ctx context.Context, def *connectors.Definition, configuration
 	cfg := oauthConfig(auth.OAuth2, vals)
 	tok, err := cfg.Exchange(context.WithValue(ctx, oauth2.HTTPClient, defaultTokenHTTP), code)
 	if err != nil {
-		return nil, tokenError(op, err)
+		return nil, tokenError(op, err, []string{cfg.ClientSecret, code})
 	}
 	return tok, nil
 }
@@ -130,7 +130,17 @@ func (a *oauthAuth) valid(tok *oauth2.Token, rejected string) bool {
 	if tok == nil || tok.AccessToken == "" || tok.AccessToken == rejected {
 		return false
 	}
-	return tok.Expiry.IsZero() || a.now().Add(a.leeway).Before(tok.Expiry)
+	return tok.Expiry.IsZero() || a.now().Add(a.leewayOf(tok)).Before(tok.Expiry)
+}
+
+// leewayOf is how long before its expiry tok is renewed: the leeway, but
+// at most a tenth of the token's lifetime, so that short-lived tokens are
+// still used for most of it (one token request per lifetime).
+func (a *oauthAuth) leewayOf(tok *oauth2.Token) time.Duration {
+	if tok.ExpiresIn > 0 {
+		return min(a.leeway, time.Duration(tok.ExpiresIn)*time.Second/10)
+	}
+	return a.leeway
 }
 
 func (a *oauthAuth) lock(ctx context.Context) error {
@@ -261,6 +271,10 @@ func (a *oauthAuth) renew(ctx context.Context) (*oauth2.Token, error) {
 // credentials refresh fails) the grant itself.
 func (a *oauthAuth) obtain(ctx context.Context, old *oauth2.Token) (*oauth2.Token, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, a.http)
+	secrets := a.secrets()
+	if old != nil {
+		secrets = append(secrets, old.AccessToken, old.RefreshToken)
+	}
 	var refreshErr error
 	if old != nil && old.RefreshToken != "" {
 		tok, err := a.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: old.RefreshToken}).Token()
@@ -268,7 +282,7 @@ func (a *oauthAuth) obtain(ctx context.Context, old *oauth2.Token) (*oauth2.Toke
 			a.log.Info("upstream token refreshed", "instance_id", a.id, "rotated", tok.RefreshToken != old.RefreshToken)
 			return tok, nil
 		}
-		refreshErr = tokenError("refresh token", err)
+		refreshErr = tokenError("refresh token", err, secrets)
 		if a.grant == connectors.GrantAuthorizationCode {
 			if isRefusal(refreshErr) {
 				return nil, fmt.Errorf("%w: the upstream refused the refresh token; a new authorization code (providerData.code) is needed: %w",
@@ -285,7 +299,7 @@ func (a *oauthAuth) obtain(ctx context.Context, old *oauth2.Token) (*oauth2.Toke
 	case connectors.GrantPassword:
 		tok, err := a.cfg.PasswordCredentialsToken(ctx, a.username, a.password)
 		if err != nil {
-			err = tokenError("password grant", err)
+			err = tokenError("password grant", err, secrets)
 			if isRefusal(err) {
 				return nil, fmt.Errorf("%w: the upstream refused username and password: %w", ErrReauthorizationRequired, err)
 			}
@@ -303,7 +317,7 @@ func (a *oauthAuth) obtain(ctx context.Context, old *oauth2.Token) (*oauth2.Toke
 		}
 		tok, err := cc.Token(ctx)
 		if err != nil {
-			err = tokenError("client credentials grant", err)
+			err = tokenError("client credentials grant", err, secrets)
 			if isRefusal(err) {
 				return nil, fmt.Errorf("%w: the upstream refused the client credentials: %w", ErrReauthorizationRequired, err)
 			}

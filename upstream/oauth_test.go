@@ -2,8 +2,12 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +118,31 @@ func TestTokenIsRenewedShortlyBeforeItExpires(t *testing.T) {
 	}
 	if n := s.count("refresh_token"); n != 1 {
 		t.Errorf("%d refreshes with 29 s left, want 1", n)
+	}
+}
+
+func TestShortLivedTokenIsUsedForNineTenthsOfItsLifetime(t *testing.T) {
+	t.Parallel()
+	clk := &clock{}
+	s := newOAuthServer(t, clk)
+	s.expiresIn = 60 // a 30 s leeway would renew it after half its life
+	c := newTestClient(t, finfoTarget(t, s), testOptions(clk))
+	if _, _, err := get(t, c, s.baseURL()+"/a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(53 * time.Second) // 7 s left, more than a tenth
+	if _, _, err := get(t, c, s.baseURL()+"/a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.count("refresh_token"); n != 0 {
+		t.Errorf("%d refreshes with 7 s of 60 left, want 0", n)
+	}
+	clk.advance(2 * time.Second) // 5 s left
+	if _, _, err := get(t, c, s.baseURL()+"/a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.count("refresh_token"); n != 1 {
+		t.Errorf("%d refreshes with 5 s of 60 left, want 1", n)
 	}
 }
 
@@ -319,6 +348,56 @@ func TestRefusedPasswordRequiresReauthorization(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "wrong-password") {
 		t.Errorf("message holds the password: %v", err)
+	}
+}
+
+// A token endpoint's refusal is quoted in errors (lastError, the
+// instance's statusMessage, logs). One that echoes the request quoted the
+// password, the client secret or the code, in clear or form-encoded.
+func TestTokenEndpointRefusalsThatEchoTheRequestAreRedacted(t *testing.T) {
+	t.Parallel()
+	const password, clientSecret, code = "pa55 w+rd/echoed", "client+secret/echoed=", "code+echoed/1"
+	for _, jsonBody := range []bool{true, false} {
+		_, srv := newRecorder(t, func(n int, w http.ResponseWriter, r *http.Request) {
+			raw, _ := io.ReadAll(r.Body)
+			echo := fmt.Sprintf("refused %s with %s", raw, r.Header.Get("Authorization"))
+			if jsonBody {
+				w.Header().Set("Content-Type", "application/json")
+			}
+			w.WriteHeader(http.StatusBadRequest)
+			if jsonBody {
+				_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": echo})
+			} else {
+				_, _ = io.WriteString(w, echo)
+			}
+		})
+		target := Target{
+			ID: newID(), Revision: 1, Definition: definition(t, "finfo"),
+			Configuration: map[string]any{"base.url": srv.URL + "/api", "oauth.token.url": srv.URL + "/token", "username": "alice"},
+			Secrets:       map[string]string{"password": password, "oauth.api.secret": clientSecret},
+		}
+		_, _, grantErr := get(t, newTestClient(t, target, testOptions(nil)), srv.URL+"/api/articles")
+		if !errors.Is(grantErr, ErrReauthorizationRequired) || !strings.Contains(grantErr.Error(), "refused") {
+			t.Fatalf("password grant refused with an echo: %v, want reauthorization required quoting the refusal", grantErr)
+		}
+		keap := Target{
+			ID: newID(), Revision: 1, Definition: definition(t, "infusionsoftrest"),
+			Configuration: map[string]any{"base.url": srv.URL + "/api", "oauth.token.url": srv.URL + "/token", "oauth.callback.url": "https://app.example.com/cb"},
+			Secrets:       map[string]string{"oauth.api.key": "client-id", "oauth.api.secret": clientSecret},
+		}
+		_, exchangeErr := ExchangeCode(t.Context(), keap.Definition, keap.Configuration, keap.Secrets, code)
+		if exchangeErr == nil {
+			t.Fatal("a refused code exchange succeeded")
+		}
+		for _, err := range []error{grantErr, exchangeErr} {
+			for _, secret := range []string{password, clientSecret, code} {
+				for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+					if strings.Contains(err.Error(), form) {
+						t.Errorf("JSON answer %v: error holds %q: %v", jsonBody, form, err)
+					}
+				}
+			}
+		}
 	}
 }
 

@@ -62,6 +62,7 @@ type storedToken struct {
 	RefreshToken string    `json:"refreshToken,omitempty"`
 	TokenType    string    `json:"tokenType,omitempty"`
 	Expiry       time.Time `json:"expiry,omitzero"`
+	ExpiresIn    int64     `json:"expiresIn,omitempty"` // the lifetime in seconds, as the upstream gave it
 }
 
 func tokenKey(id int64) string { return strconv.FormatInt(id, 10) }
@@ -78,6 +79,7 @@ func (s *TokenStore) Save(ctx context.Context, id int64, tok *oauth2.Token) erro
 		RefreshToken: tok.RefreshToken,
 		TokenType:    tok.TokenType,
 		Expiry:       tok.Expiry.UTC(),
+		ExpiresIn:    tok.ExpiresIn,
 	})
 	if err != nil {
 		return fmt.Errorf("save token of instance %d: %w", id, err)
@@ -113,6 +115,7 @@ func (s *TokenStore) Load(ctx context.Context, id int64) (*oauth2.Token, error) 
 		RefreshToken: st.RefreshToken,
 		TokenType:    st.TokenType,
 		Expiry:       st.Expiry,
+		ExpiresIn:    st.ExpiresIn,
 	}, nil
 }
 
