@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -120,18 +121,20 @@ func isRefusal(err error) bool {
 }
 
 // tokenError converts an error of golang.org/x/oauth2 into an *OAuthError
-// when the token endpoint answered, else wraps it with op.
-func tokenError(op string, err error) error {
+// when the token endpoint answered, else wraps it with op. secrets (the
+// client secret, password, tokens and code the request carried) are
+// redacted from what the endpoint answered, which may echo them.
+func tokenError(op string, err error, secrets []string) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	oe := &OAuthError{Op: op, Code: re.ErrorCode, Description: excerpt(re.ErrorDescription, nil)}
+	oe := &OAuthError{Op: op, Code: redactValues(re.ErrorCode, secrets), Description: excerpt(re.ErrorDescription, secrets)}
 	if re.Response != nil {
 		oe.Status = re.Response.StatusCode
 	}
 	if oe.Code == "" && oe.Description == "" {
-		oe.Description = excerpt(string(re.Body), nil)
+		oe.Description = excerpt(string(re.Body), secrets)
 	}
 	return oe
 }
@@ -152,11 +155,15 @@ func excerpt(s string, secrets []string) string {
 	return s
 }
 
-// redactValues replaces every secret of at least 4 bytes in s.
+// redactValues replaces every secret of at least 4 bytes in s, also in the
+// escaped forms a query string, a form body or a path gives it (an upstream
+// quoting the request it refused quotes them so).
 func redactValues(s string, secrets []string) string {
 	for _, v := range secrets {
 		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, redacted)
+			for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
+				s = strings.ReplaceAll(s, form, redacted)
+			}
 		}
 	}
 	return s
