@@ -158,3 +158,33 @@ func pollAllOK(t *testing.T, p *poller, id int64) runResult {
 	}
 	return res
 }
+
+// TestInfusionBacklogIsReadWithinTenRequestsPerSecond polls a backlog that
+// needs about 80 requests (six resources, five records a call) and checks
+// that pollhook stays within Infusion's 10 requests per second in every
+// 1-second window, without a single 429.
+func TestInfusionBacklogIsReadWithinTenRequestsPerSecond(t *testing.T) {
+	t.Parallel()
+	inf := simulators.NewInfusion(t, simulators.WithInfusionPageSize(5))
+	p := startPoller(t, t.TempDir(), "")
+	s := newSink(t)
+	id, _ := connectorInstance(t, p, "infusion", inf.InstanceConfiguration(), nil, nil, s.URL(), 10)
+	for _, res := range simulators.InfusionResources() {
+		for i := range 60 {
+			inf.Create(res, map[string]any{"n": i})
+		}
+	}
+	inf.ResetRequests()
+	started := time.Now()
+	if n := eventsIn(pollAllOK(t, p, id)); n != 360 {
+		t.Fatalf("%d events, want 360", n)
+	}
+	took := time.Since(started)
+	if n := inf.Throttled(); n != 0 {
+		t.Errorf("%d requests answered 429", n)
+	}
+	if peak := inf.PeakPerSecond(); peak > simulators.DefaultInfusionRateLimit {
+		t.Errorf("peak %d requests in one second, want at most %d", peak, simulators.DefaultInfusionRateLimit)
+	}
+	t.Logf("%d requests in %v, peak %d in one second", inf.APIRequests(), took.Round(10*time.Millisecond), inf.PeakPerSecond())
+}
