@@ -17,6 +17,7 @@ import (
 
 	"github.com/pollhook/pollhook/api"
 	"github.com/pollhook/pollhook/connectors"
+	"github.com/pollhook/pollhook/internal/jsondepth"
 	"github.com/pollhook/pollhook/pollers"
 )
 
@@ -539,6 +540,9 @@ func normalizeResources(v any) (map[string]any, string) {
 	case string:
 		if strings.TrimSpace(t) == "" {
 			return nil, ""
+		}
+		if jsondepth.Exceeds([]byte(t), api.MaxDepth) {
+			return nil, fmt.Sprintf("is a string whose JSON nests arrays and objects more than %d levels deep", api.MaxDepth)
 		}
 		var parsed any
 		dec := json.NewDecoder(strings.NewReader(t))

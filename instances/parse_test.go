@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pollhook/pollhook/api"
 	"github.com/pollhook/pollhook/connectors"
 )
 
@@ -263,6 +264,28 @@ func TestParseCreateReadsPollerConfigurationFromAJSONString(t *testing.T) {
 	}
 }
 
+// The JSON string form of event.poller.configuration was decoded up to
+// encoding/json's own limit of 10,000 levels and stored as an object, past
+// the body's nesting limit (api.MaxDepth).
+func TestParseCreateRefusesAPollerConfigurationStringNestedTooDeep(t *testing.T) {
+	var body map[string]any
+	if err := json.Unmarshal(readTestdata(t, "testdata/create/good/poller_configuration_string.json"), &body); err != nil {
+		t.Fatal(err)
+	}
+	deep := strings.Repeat("[", api.MaxDepth) + strings.Repeat("]", api.MaxDepth)
+	body["configuration"].(map[string]any)[KeyPollerConfig] = `{"contacts": {"url": "/c", "idField": "id", "x": ` + deep + `}}`
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, probs := ParseCreate(raw, parseRules(t))
+	if !slices.ContainsFunc(probs, func(p FieldError) bool {
+		return p.Field == "configuration."+KeyPollerConfig && strings.Contains(p.Message, "levels deep")
+	}) {
+		t.Errorf("problems %+v; want configuration.%s refused as nested too deep", probs, KeyPollerConfig)
+	}
+}
+
 func TestParseCreateConvertsLegacyURLsWithTheConnectorsIDField(t *testing.T) {
 	in, _, probs := ParseCreate(readTestdata(t, "testdata/create/good/legacy_urls.json"), parseRules(t))
 	if len(probs) > 0 {
@@ -411,9 +434,10 @@ func TestDeriveFillsDerivedFieldsOfAStoredInstance(t *testing.T) {
 	}
 }
 
-// FuzzParseCreate: no body makes ParseCreate panic, and a body it accepts
-// comes back equal through View → JSON → ParseCreate once the redacted
-// secrets are filled in again.
+// FuzzParseCreate: no body makes ParseCreate panic; every problem has a
+// message, and names its field unless the body is not a JSON object; a
+// body it accepts comes back equal through View → JSON → ParseCreate once
+// the redacted secrets are filled in again.
 func FuzzParseCreate(f *testing.F) {
 	for _, pattern := range []string{"testdata/create/good/*.json", "testdata/create/bad/*.json"} {
 		files, _ := filepath.Glob(pattern)
@@ -434,6 +458,7 @@ func FuzzParseCreate(f *testing.F) {
 			if in != nil {
 				t.Fatal("problems and an instance")
 			}
+			checkProblemsNameFields(t, body, probs)
 			return
 		}
 		view, err := json.Marshal(in.View(false))
@@ -466,6 +491,20 @@ func FuzzParseCreate(f *testing.F) {
 			t.Fatalf("round trip changed the instance:\n%+v\n%+v", in, in2)
 		}
 	})
+}
+
+// checkProblemsNameFields checks that every problem has a message, and a
+// field unless body is not one JSON object (the only problem then is about
+// the whole body).
+func checkProblemsNameFields(t *testing.T, body []byte, probs []FieldError) {
+	t.Helper()
+	var obj map[string]any
+	isObject := json.Unmarshal(body, &obj) == nil && obj != nil
+	for _, p := range probs {
+		if p.Message == "" || (isObject && p.Field == "") {
+			t.Fatalf("problem %+v of %q names no field or has no message", p, body)
+		}
+	}
 }
 
 // sameInstance compares what ParseCreate produces; parsed resources are

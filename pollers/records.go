@@ -9,11 +9,20 @@ import (
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/pollhook/pollhook/internal/jsondepth"
 )
 
 // ErrMalformedJSON is wrapped by ExtractRecords (and so FetchPages) when a
 // response body is not valid JSON.
 var ErrMalformedJSON = errors.New("malformed JSON")
+
+// MaxResponseDepth is how deeply a response body may nest arrays and
+// objects. Deeper bodies fail the poll of the resource: encoding/json would
+// refuse their records when events are encoded, and gjson's recursion over
+// millions of levels (a 12 MB body, well within MaxPageBytes) overflows the
+// goroutine stack, which kills the whole process.
+const MaxResponseDepth = 10000
 
 // utf8BOM is skipped at the start of a body: some upstreams send one.
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
@@ -35,13 +44,17 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 //
 // An empty body (or only whitespace) and a null body are zero records. A
 // body that is not valid JSON is an error wrapping ErrMalformedJSON that
-// gives the byte offset and a short excerpt. A nil res means no
+// gives the byte offset and a short excerpt; one nesting deeper than
+// MaxResponseDepth is an error too. A nil res means no
 // recordsPath. Safe for concurrent use. The returned strings share
 // memory with one copy of body; body itself is not retained.
 func ExtractRecords(body []byte, res *Resource, resourceName string) ([]string, error) {
 	body = bytes.TrimPrefix(body, utf8BOM)
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
+	}
+	if jsondepth.Exceeds(body, MaxResponseDepth) {
+		return nil, fmt.Errorf("the response nests arrays and objects more than %d levels deep: %s", MaxResponseDepth, excerptAt(body, 0))
 	}
 	if !gjson.ValidBytes(body) {
 		return nil, malformed(body)

@@ -1,6 +1,8 @@
 package pollers
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -98,6 +100,25 @@ func TestExtractRecordsRejectsMalformedJSON(t *testing.T) {
 	}
 }
 
+// A 12 MB body of nested arrays, well within MaxPageBytes, overflowed the
+// goroutine stack in gjson's recursion: a fatal error that killed the
+// process. It must fail the page instead.
+func TestExtractRecordsRefusesBodiesNestedDeeperThanMaxResponseDepth(t *testing.T) {
+	t.Parallel()
+	nested := func(n int) []byte {
+		return []byte(strings.Repeat("[", n) + strings.Repeat("]", n))
+	}
+	for _, levels := range []int{MaxResponseDepth + 1, 6_000_000} {
+		if _, err := ExtractRecords(nested(levels), nil, "contacts"); err == nil || !strings.Contains(err.Error(), "levels deep") {
+			t.Errorf("%d levels: error %v, want the body refused as nested too deep", levels, err)
+		}
+	}
+	records, err := ExtractRecords(nested(MaxResponseDepth), nil, "contacts")
+	if err != nil || len(records) != 1 {
+		t.Errorf("%d levels: %d records, %v; want the one record", MaxResponseDepth, len(records), err)
+	}
+}
+
 func TestExtractRecordsMalformedExcerptIsShortAndOneLine(t *testing.T) {
 	t.Parallel()
 	body := "[" + strings.Repeat("{\"id\":1},\n", 1000) + "oops]"
@@ -129,6 +150,10 @@ func TestExtractRecordsRejectsBodiesWithoutRecords(t *testing.T) {
 	}
 }
 
+// FuzzExtractRecords reads upstream response bodies: a body that is not
+// JSON is an ErrMalformedJSON error on one short line; each record found is
+// a piece of the body and valid JSON, as notifications splice it in
+// verbatim.
 func FuzzExtractRecords(f *testing.F) {
 	for _, s := range []string{
 		`[{"id":1}]`, `{"contacts":[{"id":1}]}`, `{"a":{"b":[1,2]}}`, ``, `null`, `{`, `[1,`,
@@ -144,14 +169,21 @@ func FuzzExtractRecords(f *testing.F) {
 		}
 		recs, err := ExtractRecords(body, res, "contacts")
 		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error")
+			msg := err.Error()
+			if msg == "" || strings.Contains(msg, "\n") || len(msg) > 400+len(recordsPath) {
+				t.Fatalf("error not one short line: %q", msg)
+			}
+			if errors.Is(err, ErrMalformedJSON) == json.Valid(bytes.TrimPrefix(body, utf8BOM)) {
+				t.Fatalf("error %q for a body json.Valid says is %v", msg, json.Valid(body))
 			}
 			return
 		}
 		for _, r := range recs {
 			if !strings.Contains(string(body), r) {
 				t.Fatalf("record %q is not a part of the body", r)
+			}
+			if !json.Valid([]byte(r)) {
+				t.Fatalf("record %q is not valid JSON", r)
 			}
 		}
 	})
