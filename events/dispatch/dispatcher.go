@@ -155,7 +155,12 @@ func New(store *Store, cfg Config) (*Dispatcher, error) {
 // refuses loopback, private, link-local and unspecified addresses after DNS
 // resolution.
 func NewClient(timeout time.Duration, perHost int, block bool) *http.Client {
-	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	return newClient(timeout, perHost, block, nil)
+}
+
+// newClient is NewClient resolving names with resolver (nil: the default).
+func newClient(timeout time.Duration, perHost int, block bool, resolver *net.Resolver) *http.Client {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Resolver: resolver}
 	proxy := http.ProxyFromEnvironment
 	if block {
 		dialer.Control = blockingControl

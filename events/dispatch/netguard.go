@@ -45,6 +45,11 @@ func CheckCallbackURL(u *url.URL) error {
 
 // CheckCallbackURLContext is CheckCallbackURL with a caller's context.
 func CheckCallbackURLContext(ctx context.Context, u *url.URL) error {
+	return checkCallbackURL(ctx, net.DefaultResolver, u)
+}
+
+// checkCallbackURL is CheckCallbackURLContext resolving with resolver.
+func checkCallbackURL(ctx context.Context, resolver *net.Resolver, u *url.URL) error {
 	if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return errors.New("callback URL must be an absolute http or https URL with a host")
 	}
@@ -55,7 +60,7 @@ func CheckCallbackURLContext(ctx context.Context, u *url.URL) error {
 		}
 		return nil
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return fmt.Errorf("callback host %s does not resolve: %w", host, err)
 	}
