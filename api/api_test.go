@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -127,5 +128,57 @@ func TestReadJSONBodyRefusesLargeAndNonJSONBodies(t *testing.T) {
 		if status != tt.wantStatus {
 			t.Errorf("%s: status %d (%v), want %d", tt.name, status, err, tt.wantStatus)
 		}
+	}
+}
+
+// A body nesting deeper than MaxDepth was stored and served back, where
+// common clients could no longer parse the organization's instance list.
+func TestReadJSONBodyRefusesBodiesNestedDeeperThanMaxDepth(t *testing.T) {
+	t.Parallel()
+	nested := func(n int, open, close string) string {
+		return strings.Repeat(open, n) + strings.Repeat(close, n)
+	}
+	tests := []struct {
+		name       string
+		body       string
+		wantStatus int
+	}{
+		{"at the limit", nested(MaxDepth, "[", "]"), 0},
+		{"objects at the limit", `{"a":` + nested(MaxDepth-1, `{"a":`, "}") + `1}`, 0},
+		{"brackets in strings do not count", `{"a":"` + strings.Repeat("[{", 5000) + `\"["}`, 0},
+		{"one level too deep", nested(MaxDepth+1, "[", "]"), 400},
+		{"100,000 arrays", strings.Repeat("[", 100_000), 400},
+		{"100,000 objects", strings.Repeat(`{"a":`, 100_000), 400},
+		{"deep inside a valid body", `{"name":"x","configuration":{"k":` + nested(5000, "[", "]") + `}}`, 400},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
+		r.Header.Set("Content-Type", "application/json")
+		_, err := ReadJSONBody(httptest.NewRecorder(), r)
+		status := 0
+		if err != nil {
+			status = err.(*Error).Status
+		}
+		if status != tt.wantStatus {
+			t.Errorf("%s: status %d (%v), want %d", tt.name, status, err, tt.wantStatus)
+		}
+		if status == 400 && !strings.Contains(err.Error(), "levels deep") {
+			t.Errorf("%s: message %q does not say the body nests too deep", tt.name, err)
+		}
+	}
+}
+
+func TestRoutesListsEveryRegisteredMethodAndPattern(t *testing.T) {
+	t.Parallel()
+	rt := NewRouter()
+	noop := func(http.ResponseWriter, *http.Request) error { return nil }
+	rt.Handle(http.MethodPost, "/things", noop)
+	rt.Handle(http.MethodGet, "/things/{id}", noop)
+	rt.Handle(http.MethodGet, "/things", noop)
+	rt.Handle(http.MethodDelete, "/things/{id}", noop)
+	got := rt.Routes()
+	want := []Route{{"GET", "/things"}, {"POST", "/things"}, {"DELETE", "/things/{id}"}, {"GET", "/things/{id}"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Routes() = %v, want %v", got, want)
 	}
 }

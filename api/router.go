@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"slices"
@@ -59,6 +60,27 @@ func (rt *Router) Handle(method, pattern string, h HandlerFunc) {
 		})
 	}
 	byMethod[method] = h
+}
+
+// Route is one registered method and path pattern ("GET",
+// "/instances/{id}"), served at "/" and under BasePath.
+type Route struct {
+	Method, Pattern string
+}
+
+// Routes returns every registered route, sorted by pattern, then method.
+// HEAD is served for every GET route and is not listed on its own.
+func (rt *Router) Routes() []Route {
+	var out []Route
+	for pattern, byMethod := range rt.methods {
+		for method := range byMethod {
+			out = append(out, Route{Method: method, Pattern: pattern})
+		}
+	}
+	slices.SortFunc(out, func(a, b Route) int {
+		return cmp.Or(strings.Compare(a.Pattern, b.Pattern), strings.Compare(a.Method, b.Method))
+	})
+	return out
 }
 
 // ServeHTTP serves the routes at "/" and under BasePath, giving every request

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -350,6 +351,31 @@ func TestErrorsRedactCredentials(t *testing.T) {
 	}
 	if !strings.Contains(se.URL, "since=2026-01-01") || !strings.Contains(se.Excerpt, "bad request") {
 		t.Errorf("error lost useful detail: %+v", se)
+	}
+}
+
+// An upstream quoting the request it refused quotes the query string as
+// sent: an API key with characters a query escapes ('+', '/', '=', ' ')
+// appeared there escaped, which redaction of the plain value missed.
+func TestErrorsRedactCredentialsTheUpstreamQuotesEscaped(t *testing.T) {
+	t.Parallel()
+	const key = "k+/top secret=Zz9"
+	_, srv := newRecorder(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "bad request %s (path form %s)", r.RequestURI, url.PathEscape(key))
+	})
+	c := newTestClient(t, genericTarget(t, srv.URL,
+		map[string]any{"auth.type": "apikey", "api.key.query": "apikey"},
+		map[string]string{"api.key": key}), testOptions(nil))
+	_, _, err := get(t, c, srv.URL+"/a?since=2026-01-01")
+	var se *StatusError
+	if !errors.As(err, &se) || !strings.Contains(se.Excerpt, "bad request /a?since=2026-01-01") {
+		t.Fatalf("err = %v, want a 400 quoting the request", err)
+	}
+	for _, form := range []string{key, url.QueryEscape(key), url.PathEscape(key)} {
+		if strings.Contains(err.Error(), form) {
+			t.Errorf("error holds the api key as %q: %v", form, err)
+		}
 	}
 }
 

@@ -142,6 +142,9 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 		}
 		return broker.Ready(ctx, nc, js)
 	}, p.metrics)
+	for _, r := range p.router.Routes() {
+		log.Debug("REST API route", "method", r.Method, "pattern", r.Pattern, "also_under", api.BasePath)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
