@@ -26,9 +26,7 @@ func TestFinfoPasswordGrantReusesItsTokenAndDeliversEveryChangeOnce(t *testing.T
 	articles["pagination"] = map[string]any{"type": "page", "pageParam": "page", "limitParam": "pageSize", "pageSize": 2}
 	id, _ := connectorInstance(t, p, "finfo", f.InstanceConfiguration(), nil, map[string]any{"articles": articles}, s.URL(), 3)
 
-	if res := pollAllOK(t, p, id); res.Resources[0].Events != 0 {
-		t.Fatalf("poll of an empty catalogue (204): %+v, want no events", res)
-	}
+	pollExpecting(t, p, id, 0, "poll of an empty catalogue (204)")
 
 	frozen := time.Now()
 	f.SetClock(func() time.Time { return frozen })
@@ -38,9 +36,7 @@ func TestFinfoPasswordGrantReusesItsTokenAndDeliversEveryChangeOnce(t *testing.T
 	}
 	f.SetClock(nil)
 	burstPolled := time.Now()
-	if res := pollAllOK(t, p, id); res.Resources[0].Events != 5 {
-		t.Fatalf("poll after a burst of 5 at one instant: %+v, want 5 events", res)
-	}
+	pollExpecting(t, p, id, 5, "poll after a burst of 5 at one instant")
 
 	time.Sleep(5 * time.Millisecond)
 	mustFinfo(t)(f.UpdateArticle(burst[1].FinfoArticleID, map[string]any{"name": "Renamed"}))
@@ -51,9 +47,7 @@ func TestFinfoPasswordGrantReusesItsTokenAndDeliversEveryChangeOnce(t *testing.T
 	f.SetClock(nil)
 	f.SetRetryAfter("1")
 	f.FailNext(1, 429)
-	if res := pollAllOK(t, p, id); res.Resources[0].Events != 2 {
-		t.Fatalf("poll after an update and a late article %s, through a 429: %+v, want 2 events", late.IDString(), res)
-	}
+	pollExpecting(t, p, id, 2, "poll after an update and a late article "+late.IDString()+", through a 429")
 
 	time.Sleep(5 * time.Millisecond)
 	mustFinfo(t)(f.UpdateArticle(burst[2].FinfoArticleID, map[string]any{"price": 12.5}))
@@ -61,17 +55,13 @@ func TestFinfoPasswordGrantReusesItsTokenAndDeliversEveryChangeOnce(t *testing.T
 	if res := p.runPoll(id); res.Resources[0].Status != "failed" || res.Resources[0].Error == nil || !strings.Contains(*res.Resources[0].Error, "500") {
 		t.Fatalf("poll answered 500: %+v, want failed naming the status", res)
 	}
-	if res := pollAllOK(t, p, id); res.Resources[0].Events != 1 {
-		t.Fatalf("poll after the 500: %+v, want the update it missed", res)
-	}
+	pollExpecting(t, p, id, 1, "poll after the 500")
 
 	// An access token the upstream no longer takes: renewed once with the
 	// refresh token.
 	f.ExpireAccessTokens()
 	mustFinfo(t)(f.UpdateArticle(burst[3].FinfoArticleID, map[string]any{"price": 14}))
-	if res := pollAllOK(t, p, id); res.Resources[0].Events != 1 {
-		t.Fatalf("poll with an expired access token: %+v, want 1 event", res)
-	}
+	pollExpecting(t, p, id, 1, "poll with an expired access token")
 	if n := f.TokenRequests("refresh_token"); n != 1 {
 		t.Errorf("%d refresh token grants after one expired access token, want 1", n)
 	}
@@ -81,9 +71,7 @@ func TestFinfoPasswordGrantReusesItsTokenAndDeliversEveryChangeOnce(t *testing.T
 	f.ExpireAccessTokens()
 	f.ExpireRefreshTokens()
 	mustFinfo(t)(f.UpdateArticle(burst[4].FinfoArticleID, map[string]any{"price": 16}))
-	if res := pollAllOK(t, p, id); res.Resources[0].Events != 1 {
-		t.Fatalf("poll with both tokens expired: %+v, want 1 event", res)
-	}
+	pollExpecting(t, p, id, 1, "poll with both tokens expired")
 	if n := f.TokenRequests("password"); n != 2 {
 		t.Errorf("%d password grants, want 2 (the first token, then after the refresh token expired)", n)
 	}

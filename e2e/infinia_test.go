@@ -48,16 +48,12 @@ func TestInfiniaEnvelopePollsDeliverEveryStatusChangeOnce(t *testing.T) {
 	}
 	up := inf.Create(upload, "PROCESSING", map[string]any{"fileName": "trades-1.csv"})
 	inf.Create(sharing, "CALCULATING", map[string]any{"amount": "120.50", "currency": "USD"})
-	if n := eventsIn(pollAllOK(t, p, id)); n != 5 {
-		t.Fatalf("first poll: %d events, want 5", n)
-	}
+	pollExpecting(t, p, id, 5, "first poll")
 
 	mustInfinia(t)(inf.SetStatus(binding, bindings[0].ID, "BOUND", nil))
 	mustInfinia(t)(inf.SetStatus(upload, up.ID, "SUCCESS", map[string]any{"rows": 42}))
 	inf.FailNextCode(1, "SYS-003", simulators.InfiniaCodeMessage("SYS-003"))
-	if n := eventsIn(pollAllOK(t, p, id)); n != 2 {
-		t.Fatalf("poll through a SYS-003: %d events, want 2", n)
-	}
+	pollExpecting(t, p, id, 2, "poll through a SYS-003")
 
 	mustInfinia(t)(inf.SetStatus(binding, bindings[1].ID, "FAILED", map[string]any{"reason": "name mismatch"}))
 	inf.FailNextCode(1, "SYS-001", simulators.InfiniaCodeMessage("SYS-001"))
@@ -67,9 +63,7 @@ func TestInfiniaEnvelopePollsDeliverEveryStatusChangeOnce(t *testing.T) {
 		!strings.Contains(*failed.Error, "SYS-001") || !strings.Contains(*failed.Error, simulators.InfiniaCodeMessage("SYS-001")) {
 		t.Fatalf("poll answered SYS-001: %+v, want %s failed with the code and its message", res, binding)
 	}
-	if n := eventsIn(pollAllOK(t, p, id)); n != 1 {
-		t.Fatalf("poll after the SYS-001: %d events, want the status change it missed", n)
-	}
+	pollExpecting(t, p, id, 1, "poll after the SYS-001")
 
 	want := map[string]map[string]any{}
 	for _, c := range inf.Changes() {

@@ -26,7 +26,7 @@ func TestInfusionDeltaSyncDeliversEveryServedVersionOnceAcrossANewSession(t *tes
 		customers = simulators.InfusionCustomers
 		invoices  = simulators.InfusionCustomerInvoices
 	)
-	clock := newTestClock(time.Now().UTC())
+	clock := simulators.NewManualClock(time.Now().UTC())
 	inf := simulators.NewInfusion(t, simulators.WithInfusionClock(clock.Now), simulators.WithInfusionPageSize(3))
 	oldProduct := inf.Create(products, map[string]any{"name": "Chair", "price": 10})
 	oldCustomer := inf.Create(customers, map[string]any{"name": "Early Ltd"})
@@ -146,6 +146,15 @@ func servedVersions(inf *simulators.Infusion, uuid string) int {
 	return n
 }
 
+// pollExpecting runs every resource of instance id and fails t unless
+// each poll succeeded and they reported want events in all.
+func pollExpecting(t *testing.T, p *poller, id int64, want int, what string) {
+	t.Helper()
+	if n := eventsIn(pollAllOK(t, p, id)); n != want {
+		t.Fatalf("%s: %d events, want %d", what, n, want)
+	}
+}
+
 // pollAllOK runs every resource of instance id and fails t unless each
 // poll succeeded.
 func pollAllOK(t *testing.T, p *poller, id int64) runResult {
@@ -176,9 +185,7 @@ func TestInfusionBacklogIsReadWithinTenRequestsPerSecond(t *testing.T) {
 	}
 	inf.ResetRequests()
 	started := time.Now()
-	if n := eventsIn(pollAllOK(t, p, id)); n != 360 {
-		t.Fatalf("%d events, want 360", n)
-	}
+	pollExpecting(t, p, id, 360, "poll of the backlog")
 	took := time.Since(started)
 	if n := inf.Throttled(); n != 0 {
 		t.Errorf("%d requests answered 429", n)

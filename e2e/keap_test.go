@@ -35,32 +35,22 @@ func TestKeapDefaultResourcesDeliverEveryChangeOnceAcrossATokenRotation(t *testi
 		opportunities = append(opportunities, keap.CreateOpportunity(map[string]any{"opportunity_title": fmt.Sprint("Deal ", i)}))
 	}
 	keap.SetClock(nil)
-	if n := eventsIn(pollAllOK(t, p, id)); n != 63 {
-		t.Fatalf("poll after a burst of 63 at one instant: %d events", n)
-	}
+	pollExpecting(t, p, id, 63, "poll after a burst of 63 at one instant")
 
 	time.Sleep(5 * time.Millisecond)
 	mustKeap(t)(keap.UpdateContact(contacts[7].ID, map[string]any{"given_name": "Renamed"}))
 	mustKeap(t)(keap.UpdateOpportunity(opportunities[1].ID, map[string]any{"stage": map[string]any{"name": "Won"}}))
-	if n := eventsIn(pollAllOK(t, p, id)); n != 2 {
-		t.Fatalf("poll after two updates: %d events, want 2", n)
-	}
+	pollExpecting(t, p, id, 2, "poll after two updates")
 	keap.SetIndexDelay(1500 * time.Millisecond)
 	late := keap.CreateContact(simulators.ContactFields("Late", "Indexed", "late@example.com"))
-	if n := eventsIn(pollAllOK(t, p, id)); n != 0 {
-		t.Fatalf("poll while contact %s is not yet indexed: %d events, want 0", late.IDString(), n)
-	}
+	pollExpecting(t, p, id, 0, "poll while contact "+late.IDString()+" is not yet indexed")
 	time.Sleep(1600 * time.Millisecond)
 	keap.SetIndexDelay(0)
-	if n := eventsIn(pollAllOK(t, p, id)); n != 1 {
-		t.Fatalf("poll once contact %s is indexed: %d events, want 1", late.IDString(), n)
-	}
+	pollExpecting(t, p, id, 1, "poll once contact "+late.IDString()+" is indexed")
 
 	keap.ExpireAccessTokens()
 	mustKeap(t)(keap.UpdateContact(contacts[8].ID, map[string]any{"family_name": "Changed"}))
-	if n := eventsIn(pollAllOK(t, p, id)); n != 1 {
-		t.Fatalf("poll with a refused access token: %d events, want 1", n)
-	}
+	pollExpecting(t, p, id, 1, "poll with a refused access token")
 	if n := keap.TokenRequests("refresh_token"); n != 1 {
 		t.Errorf("%d refresh grants after one refused access token, want 1", n)
 	}

@@ -141,7 +141,7 @@ func TestFinfoPasswordGrant(t *testing.T) {
 func TestFinfoTokenReuseRule(t *testing.T) {
 	t.Parallel()
 	rec := &errRecorder{TB: t}
-	clk := newStepClock(time.Now())
+	clk := simulators.NewManualClock(time.Now())
 	f := simulators.NewFinfo(rec, simulators.WithFinfoTokenClock(clk.Now))
 	first := finfoPassword(t, f)
 	if first.status != 200 {
@@ -198,7 +198,7 @@ func TestFinfoLenientCountsViolations(t *testing.T) {
 
 func TestFinfoRefreshAndFallback(t *testing.T) {
 	t.Parallel()
-	clk := newStepClock(time.Now())
+	clk := simulators.NewManualClock(time.Now())
 	f := simulators.NewFinfo(t, simulators.WithFinfoTokenClock(clk.Now),
 		simulators.WithFinfoAccessTokenLifetime(2*time.Minute), simulators.WithFinfoRefreshTokenLifetime(5*time.Minute))
 	tok := finfoPassword(t, f)
@@ -238,7 +238,7 @@ func TestFinfoRefreshAndFallback(t *testing.T) {
 
 func TestFinfoArticles(t *testing.T) {
 	t.Parallel()
-	clk := newStepClock(time.Date(2026, 5, 1, 12, 0, 0, 250_000_000, time.UTC))
+	clk := simulators.NewManualClock(time.Date(2026, 5, 1, 12, 0, 0, 250_000_000, time.UTC))
 	f := simulators.NewFinfo(t, simulators.WithFinfoClock(clk.Now))
 	tok := f.IssueToken()
 	if st, h, _ := finfoGet(t, f.ArticlesURL(), ""); st != 401 || h.Get("WWW-Authenticate") == "" {

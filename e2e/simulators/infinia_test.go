@@ -169,7 +169,7 @@ func (c *envelopeClient) open(t *testing.T, env map[string]any) map[string]any {
 
 func TestInfiniaEnvelopeRoundTrip(t *testing.T) {
 	t.Parallel()
-	clk := newStepClock(time.Date(2026, 7, 1, 8, 0, 0, 0, time.UTC))
+	clk := simulators.NewManualClock(time.Date(2026, 7, 1, 8, 0, 0, 0, time.UTC))
 	s := newTestInfinia(t, simulators.WithInfiniaClock(clk.Now))
 	cfg := s.InstanceConfiguration()
 	if cfg["base.url"] != s.BaseURL() || !strings.HasSuffix(s.BaseURL(), "/api") {
@@ -334,7 +334,7 @@ func TestInfiniaInjectedCodes(t *testing.T) {
 
 func TestInfiniaStatusLedger(t *testing.T) {
 	t.Parallel()
-	clk := newStepClock(time.Date(2026, 7, 1, 8, 0, 0, 700_000_000, time.UTC))
+	clk := simulators.NewManualClock(time.Date(2026, 7, 1, 8, 0, 0, 700_000_000, time.UTC))
 	s := newTestInfinia(t, simulators.WithInfiniaClock(clk.Now))
 	const res = simulators.InfiniaRevenueSharing
 	r := s.Create(res, "PENDING", map[string]any{"amount": "10.00"})

@@ -12,26 +12,6 @@ import (
 	"github.com/pollhook/pollhook/e2e/simulators"
 )
 
-// stepClock is a settable clock for the Infusion, Finfo and Infinia tests.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newStepClock(t time.Time) *stepClock { return &stepClock{t: t} }
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *stepClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 var infusionT0 = time.Date(2026, 3, 14, 9, 26, 53, 589_793_238, time.UTC)
 
 // infusionCall sends GET url with the headers (none when empty) and returns
@@ -153,7 +133,7 @@ func TestInfusionAuthAndSessionReplacement(t *testing.T) {
 
 func TestInfusionDeltaCursor(t *testing.T) {
 	t.Parallel()
-	clk := newStepClock(infusionT0)
+	clk := simulators.NewManualClock(infusionT0)
 	s := simulators.NewInfusion(t, simulators.WithInfusionClock(clk.Now))
 	const res = simulators.InfusionProducts
 
@@ -302,7 +282,7 @@ func TestInfusionCursorPerLicenseAndReset(t *testing.T) {
 
 func TestInfusionLateVisibleRecords(t *testing.T) {
 	t.Parallel()
-	clk := newStepClock(infusionT0)
+	clk := simulators.NewManualClock(infusionT0)
 	s := simulators.NewInfusion(t, simulators.WithInfusionClock(clk.Now))
 	const res = simulators.InfusionCustomerInvoices
 	s.SetIndexDelay(5 * time.Second)

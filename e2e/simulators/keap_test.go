@@ -15,26 +15,6 @@ import (
 	"github.com/pollhook/pollhook/e2e/simulators"
 )
 
-// fakeClock is a settable clock for the tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 var t0 = time.Date(2026, 11, 22, 7, 35, 27, 123_456_789, time.UTC)
 
 // tokenReply is a /token answer: a token or an OAuth error.
@@ -272,7 +252,7 @@ func TestKeapExpireAndRevoke(t *testing.T) {
 }
 
 func TestKeapShortTokenLifetime(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := simulators.NewManualClock(t0)
 	k := simulators.NewKeap(t, simulators.WithKeapAccessTokenLifetime(2*time.Second))
 	k.SetTokenClock(clock.Now)
 	tok := exchange(t, k, k.IssueCode())
@@ -336,7 +316,7 @@ func ids(t *testing.T, body map[string]any, resource string) []int {
 }
 
 func TestKeapListingSinceLimitOffsetAndNext(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := simulators.NewManualClock(t0)
 	k := simulators.NewKeap(t, simulators.WithKeapClock(clock.Now))
 	tok := exchange(t, k, k.IssueCode()).AccessToken
 
@@ -454,7 +434,7 @@ func TestKeapListingSinceLimitOffsetAndNext(t *testing.T) {
 }
 
 func TestKeapOpportunitiesAndSingleRecord(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := simulators.NewManualClock(t0)
 	k := simulators.NewKeap(t, simulators.WithKeapClock(clock.Now))
 	tok := exchange(t, k, k.IssueCode()).AccessToken
 	o1 := k.CreateOpportunity(map[string]any{"opportunity_title": "Deal 1"})
@@ -487,7 +467,7 @@ func TestKeapOpportunitiesAndSingleRecord(t *testing.T) {
 }
 
 func TestKeapLedger(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := simulators.NewManualClock(t0)
 	k := simulators.NewKeap(t, simulators.WithKeapClock(clock.Now))
 	tok := exchange(t, k, k.IssueCode()).AccessToken
 
@@ -564,7 +544,7 @@ func TestKeapFieldOverridesServeMalformedValues(t *testing.T) {
 }
 
 func TestKeapIndexDelay(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := simulators.NewManualClock(t0)
 	k := simulators.NewKeap(t, simulators.WithKeapClock(clock.Now))
 	tok := exchange(t, k, k.IssueCode()).AccessToken
 	k.SetIndexDelay(30 * time.Second)

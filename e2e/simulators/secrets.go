@@ -1,6 +1,9 @@
 package simulators
 
-import "slices"
+import (
+	"maps"
+	"slices"
+)
 
 // IssuedSecrets returns every authorization code, access token and refresh
 // token the simulator issued so far, expired, used and revoked ones
@@ -8,18 +11,9 @@ import "slices"
 func (k *Keap) IssuedSecrets() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var out []string
-	for c := range k.codes {
-		out = append(out, c)
-	}
-	for t := range k.access {
-		out = append(out, t)
-	}
-	for t := range k.refresh {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
+	out := slices.Collect(maps.Keys(k.codes))
+	out = slices.AppendSeq(out, maps.Keys(k.access))
+	return slices.Sorted(slices.Values(slices.AppendSeq(out, maps.Keys(k.refresh))))
 }
 
 // IssuedSecrets returns every access token and refresh token the simulator
@@ -28,13 +22,6 @@ func (k *Keap) IssuedSecrets() []string {
 func (f *Finfo) IssuedSecrets() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
-	for t := range f.access {
-		out = append(out, t)
-	}
-	for t := range f.refresh {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
+	out := slices.Collect(maps.Keys(f.access))
+	return slices.Sorted(slices.Values(slices.AppendSeq(out, maps.Keys(f.refresh))))
 }
