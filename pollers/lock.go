@@ -29,6 +29,8 @@ var ErrLockLost = errors.New("instance lock lost")
 
 // LocksConfig configures OpenLocks.
 type LocksConfig struct {
+	// Bucket is the KV bucket; "" means LocksBucket.
+	Bucket string
 	// TTL of a lock without renewal (the bucket's MaxAge); leases renew every
 	// TTL/3. 0 means DefaultLockTTL. Every process sharing the bucket should
 	// use the same value: the last to open the bucket sets it.
@@ -70,16 +72,19 @@ func OpenLocks(ctx context.Context, js jetstream.JetStream, cfg LocksConfig) (*L
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = LocksBucket
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LocksBucket,
-		Description: "pollhook per-instance poll locks",
+		Bucket:      cfg.Bucket,
+		Description: "pollhook locks",
 		History:     1,
 		TTL:         cfg.TTL,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(cfg.Replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open KV bucket %s: %w", LocksBucket, err)
+		return nil, fmt.Errorf("open KV bucket %s: %w", cfg.Bucket, err)
 	}
 	return &Locks{kv: kv, ttl: cfg.TTL, owner: cfg.Owner, log: cfg.Logger.With("component", "locks")}, nil
 }
@@ -95,12 +100,12 @@ type lockValue struct {
 	Since time.Time `json:"since"`
 }
 
-// Lease is a held instance lock. It is renewed in the background until
+// Lease is a held lock. It is renewed in the background until
 // Release, or until a renewal fails for good: then the lock is lost and
 // Context is canceled. Its methods are safe for concurrent use.
 type Lease struct {
 	locks  *Locks
-	id     int64
+	key    string
 	value  []byte
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -119,20 +124,25 @@ type Lease struct {
 // Context: pass context.WithoutCancel(ctx) for a lease that must outlive a
 // request. The caller must Release the lease.
 func (l *Locks) TryLock(ctx context.Context, instanceID int64) (lease *Lease, ok bool, err error) {
+	return l.TryLockKey(ctx, lockKey(instanceID))
+}
+
+// TryLockKey is TryLock for any key of the bucket.
+func (l *Locks) TryLockKey(ctx context.Context, key string) (lease *Lease, ok bool, err error) {
 	value, err := json.Marshal(lockValue{Owner: l.owner, Since: time.Now().UTC()})
 	if err != nil {
 		return nil, false, err
 	}
-	rev, err := l.kv.Create(ctx, lockKey(instanceID), value)
+	rev, err := l.kv.Create(ctx, key, value)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("lock instance %d: %w", instanceID, err)
+		return nil, false, fmt.Errorf("lock %s: %w", key, err)
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	lease = &Lease{
-		locks: l, id: instanceID, value: value, rev: rev,
+		locks: l, key: key, value: value, rev: rev,
 		ctx: lctx, cancel: cancel,
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -173,7 +183,7 @@ func (le *Lease) renew(acquired time.Time) {
 		le.mu.Lock()
 		rev := le.rev
 		le.mu.Unlock()
-		newRev, err := le.locks.kv.Update(ctx, lockKey(le.id), le.value, rev)
+		newRev, err := le.locks.kv.Update(ctx, le.key, le.value, rev)
 		cancel()
 		if err == nil {
 			le.mu.Lock()
@@ -185,14 +195,14 @@ func (le *Lease) renew(acquired time.Time) {
 		definitive := errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) ||
 			errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, nats.ErrConnectionClosed)
 		if definitive || !time.Now().Add(every).Before(validUntil) {
-			le.locks.log.Warn("instance lock lost", "instance_id", le.id, "error", err)
+			le.locks.log.Warn("lock lost", "key", le.key, "error", err)
 			le.mu.Lock()
 			le.lost = true
 			le.mu.Unlock()
 			le.cancel(ErrLockLost)
 			return
 		}
-		le.locks.log.Warn("instance lock renewal failed; retrying", "instance_id", le.id, "error", err)
+		le.locks.log.Warn("lock renewal failed; retrying", "key", le.key, "error", err)
 	}
 }
 
@@ -212,8 +222,8 @@ func (le *Lease) Release() {
 		le.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := le.locks.kv.Delete(ctx, lockKey(le.id), jetstream.LastRevision(rev)); err != nil {
-			le.locks.log.Warn("cannot release instance lock; it expires on its own", "instance_id", le.id, "ttl", le.locks.ttl, "error", err)
+		if err := le.locks.kv.Delete(ctx, le.key, jetstream.LastRevision(rev)); err != nil {
+			le.locks.log.Warn("cannot release lock; it expires on its own", "key", le.key, "ttl", le.locks.ttl, "error", err)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +112,9 @@ type SchedulerConfig struct {
 	Instances jetstream.KeyValue
 	// Plan reads an instance's plan when its key changes. Required.
 	Plan PlanFunc
+	// Leader, when not nil, says whether this process leads (Leadership):
+	// only the leader publishes jobs. nil: this process always does.
+	Leader Elector
 	// Replicas of the POLLHOOK_JOBS stream; 0 means 1.
 	Replicas int
 	// Metrics registers the scheduler's collectors; nil registers nothing.
@@ -122,9 +126,14 @@ type SchedulerConfig struct {
 // Scheduler decides when each instance is due and publishes one job per due
 // slot to POLLHOOK_JOBS; it never polls (Workers do).
 //
-// Every poller process runs one. They need no leader: a job's Nats-Msg-Id is
-// "<instanceId>|<slot unix ms>", so the stream keeps one job per slot however
-// many schedulers publish it (within JobsDuplicateWindow).
+// Every poller process runs one and keeps every slot, but only the leader
+// (SchedulerConfig.Leader) publishes. A follower keeps the slots that came
+// due in the last catchUpWindow and publishes them when it becomes leader,
+// so a leader's death costs no tick. A job's Nats-Msg-Id is "<instanceId>|
+// <slot unix ms>", so the stream keeps one job per slot however many
+// schedulers publish it (within JobsDuplicateWindow): two leaders for a
+// moment, or a new leader catching up on slots the old one published,
+// double nothing.
 //
 // It keeps the next slot of every active instance in a min-heap behind a
 // single timer, rather than a gocron job per instance: slots are epoch-aligned
@@ -139,18 +148,37 @@ type SchedulerConfig struct {
 // instance is unscheduled (a job already published for it is skipped by the
 // workers, which check the instance again).
 type Scheduler struct {
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	plan  PlanFunc
-	log   *slog.Logger
-	now   func() time.Time
-	m     schedulerMetrics
-	sched *slotSchedule
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	plan   PlanFunc
+	leader Elector
+	log    *slog.Logger
+	now    func() time.Time
+	m      schedulerMetrics
+	sched  *slotSchedule
+	missed []Job // came due while this process did not lead, oldest first
 }
+
+// Elector says whether this process leads. It is gocron v2's Elector
+// interface: nil means it does.
+type Elector interface {
+	IsLeader(ctx context.Context) error
+}
+
+// catchUpWindow is how old a slot that came due while this process did not
+// lead may be for it to publish the slot on becoming leader. It covers a
+// takeover (DefaultLeaderTTL and a campaign) and stays well within
+// JobsDuplicateWindow, so a slot the old leader published is not doubled.
+const catchUpWindow = 30 * time.Second
+
+// leaderCheck is how often a follower holding missed slots checks whether
+// it became leader.
+const leaderCheck = time.Second
 
 type schedulerMetrics struct {
 	published *prometheus.CounterVec
 	scheduled prometheus.Gauge
+	leader    prometheus.Gauge
 }
 
 // NewScheduler creates the POLLHOOK_JOBS stream if needed and registers the
@@ -163,7 +191,7 @@ func NewScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error) 
 		return nil, err
 	}
 	s := &Scheduler{
-		js: cfg.JetStream, kv: cfg.Instances, plan: cfg.Plan,
+		js: cfg.JetStream, kv: cfg.Instances, plan: cfg.Plan, leader: cfg.Leader,
 		log: cfg.Logger, now: time.Now, sched: newSlotSchedule(),
 		m: schedulerMetrics{
 			published: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -174,6 +202,10 @@ func NewScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error) 
 				Name: "pollhook_scheduled_instances",
 				Help: "Active instances the scheduler keeps a next slot for.",
 			}),
+			leader: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "pollhook_scheduler_leader",
+				Help: "1 while this process's scheduler leads (publishes the jobs), else 0.",
+			}),
 		},
 	}
 	if s.log == nil {
@@ -183,7 +215,7 @@ func NewScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error) 
 	for _, r := range []string{"new", "duplicate", "error"} {
 		s.m.published.WithLabelValues(r)
 	}
-	if err := registerMetrics(cfg.Metrics, s.m.published, s.m.scheduled); err != nil {
+	if err := registerMetrics(cfg.Metrics, s.m.published, s.m.scheduled, s.m.leader); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -308,7 +340,11 @@ func (s *Scheduler) loop(ctx context.Context, updates <-chan planUpdate) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if next, ok := s.sched.nextWake(); ok {
+		next, ok := s.sched.nextWake()
+		if len(s.missed) > 0 && (!ok || next.After(s.now().Add(leaderCheck))) {
+			next, ok = s.now().Add(leaderCheck), true
+		}
+		if ok {
 			timer.Reset(max(0, next.Sub(s.now())))
 		} else {
 			timer.Stop()
@@ -320,11 +356,25 @@ func (s *Scheduler) loop(ctx context.Context, updates <-chan planUpdate) {
 			s.sched.set(u.id, u.plan, s.now())
 			s.m.scheduled.Set(float64(s.sched.len()))
 		case <-timer.C:
-			for _, j := range s.sched.popDue(s.now()) {
-				s.publish(ctx, j)
-			}
+			s.due(ctx, s.sched.popDue(s.now()))
 		}
 	}
+}
+
+// due publishes the jobs that came due, and those missed while following,
+// when this process leads; otherwise it keeps them as missed.
+func (s *Scheduler) due(ctx context.Context, jobs []Job) {
+	if s.leader != nil && s.leader.IsLeader(ctx) != nil {
+		s.m.leader.Set(0)
+		cut := s.now().Add(-catchUpWindow)
+		s.missed = slices.DeleteFunc(append(s.missed, jobs...), func(j Job) bool { return j.Slot.Before(cut) })
+		return
+	}
+	s.m.leader.Set(1)
+	for _, j := range append(s.missed, jobs...) {
+		s.publish(ctx, j)
+	}
+	s.missed = nil
 }
 
 // publish publishes one job, waiting at most 5 seconds for the ack.

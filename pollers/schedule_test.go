@@ -306,8 +306,14 @@ func (ti *testInstances) plan(ctx context.Context, id int64) (Plan, error) {
 // called) and checks that Run returns nil.
 func runScheduler(t *testing.T, js jetstream.JetStream, ti *testInstances) (s *Scheduler, stop func()) {
 	t.Helper()
+	return runLedScheduler(t, js, ti, nil)
+}
+
+// runLedScheduler is runScheduler publishing only while leader leads.
+func runLedScheduler(t *testing.T, js jetstream.JetStream, ti *testInstances, leader Elector) (s *Scheduler, stop func()) {
+	t.Helper()
 	s, err := NewScheduler(t.Context(), SchedulerConfig{
-		JetStream: js, Instances: ti.kv, Plan: ti.plan,
+		JetStream: js, Instances: ti.kv, Plan: ti.plan, Leader: leader,
 		Metrics: prometheus.NewRegistry(), Logger: schedQuietLog,
 	})
 	if err != nil {

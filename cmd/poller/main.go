@@ -156,6 +156,7 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	work, workCtx := errgroup.WithContext(ctx)
+	work.Go(func() error { p.leadership.Run(workCtx); return nil })
 	work.Go(func() error { return p.scheduler.Run(workCtx) })
 	work.Go(func() error { return p.workers.Run(workCtx) })
 	if cfg.DispatchEnabled() {
@@ -194,6 +195,7 @@ type parts struct {
 	metrics          *prometheus.Registry
 	instances        *instances.Store
 	deliveries       *dispatch.Store
+	leadership       *pollers.Leadership
 	scheduler        *pollers.Scheduler
 	workers          *pollers.Workers
 	pollHandlers     *engine.Handlers
@@ -239,8 +241,12 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 	}
 
 	plan := engine.Planner(store, cfg.MinRefreshInterval)
+	leadership, err := pollers.OpenLeadership(ctx, js, pollers.LocksConfig{Replicas: cfg.Replicas, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	scheduler, err := pollers.NewScheduler(ctx, pollers.SchedulerConfig{
-		JetStream: js, Instances: store.Bucket(), Plan: plan, Replicas: cfg.Replicas, Metrics: reg, Logger: log,
+		JetStream: js, Instances: store.Bucket(), Plan: plan, Leader: leadership, Replicas: cfg.Replicas, Metrics: reg, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -279,6 +285,6 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 	})).Register(router)
 	return &parts{
 		router: router, metrics: reg, instances: store, deliveries: deliveries,
-		scheduler: scheduler, workers: workers, pollHandlers: pollHandlers, cancelBackground: cancelBackground,
+		leadership: leadership, scheduler: scheduler, workers: workers, pollHandlers: pollHandlers, cancelBackground: cancelBackground,
 	}, nil
 }

@@ -1,0 +1,114 @@
+package pollers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LeaderBucket is the KV bucket holding the scheduler's leader lease.
+const LeaderBucket = "POLLHOOK_LEADER"
+
+// DefaultLeaderTTL is how long the leader lease outlives its holder's last
+// renewal: a new leader takes over within about DefaultLeaderTTL of the
+// old one's death (at once when it stops cleanly).
+const DefaultLeaderTTL = 5 * time.Second
+
+// leaderKey is the lease's key in LeaderBucket.
+const leaderKey = "scheduler"
+
+// ErrNotLeader is IsLeader's answer in every process but the leader.
+var ErrNotLeader = errors.New("this process is not the scheduler's leader")
+
+// Leadership elects one scheduler among the poller processes sharing a NATS
+// JetStream: the process holding the lock "scheduler" in LeaderBucket (a
+// Locks lease: created, renewed every TTL/3, expiring TTL after its last
+// renewal) leads; the others try to take it every TTL/5. Its IsLeader has
+// the shape of gocron v2's Elector. Safe for concurrent use.
+type Leadership struct {
+	locks *Locks
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	lease *Lease
+}
+
+// OpenLeadership creates or updates LeaderBucket (cfg.Bucket is ignored;
+// cfg.TTL 0 means DefaultLeaderTTL). Call Run to take part in the election.
+func OpenLeadership(ctx context.Context, js jetstream.JetStream, cfg LocksConfig) (*Leadership, error) {
+	cfg.Bucket = LeaderBucket
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultLeaderTTL
+	}
+	locks, err := OpenLocks(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Leadership{locks: locks, log: locks.log.With("component", "leader")}, nil
+}
+
+// Run campaigns for the lease until ctx ends, then releases it if held, so
+// that another process takes over at once. It returns when ctx ends.
+func (l *Leadership) Run(ctx context.Context) {
+	every := l.locks.ttl / 5
+	t := time.NewTicker(every)
+	defer t.Stop()
+	defer l.resign()
+	for {
+		l.campaign(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// campaign takes the lease when no process holds it, and notices a lease
+// of this process that was lost.
+func (l *Leadership) campaign(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lease != nil {
+		if !l.lease.Lost() {
+			return
+		}
+		l.log.Warn("this process no longer leads the scheduler")
+		l.lease = nil
+	}
+	lease, ok, err := l.locks.TryLockKey(context.WithoutCancel(ctx), leaderKey)
+	switch {
+	case err != nil:
+		l.log.Warn("cannot reach the leader lease", "error", err)
+	case ok:
+		l.lease = lease
+		l.log.Info("this process leads the scheduler")
+	}
+}
+
+func (l *Leadership) resign() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lease != nil {
+		l.lease.Release()
+		l.lease = nil
+	}
+}
+
+// IsLeader returns nil while this process holds the lease, else
+// ErrNotLeader (or ctx's error).
+func (l *Leadership) IsLeader(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lease == nil || l.lease.Lost() {
+		return ErrNotLeader
+	}
+	return nil
+}
