@@ -153,7 +153,7 @@ func TestChaosLosesNoChangeAndInventsNone(t *testing.T) {
 			p.kill()
 			pollerKills = append(pollerKills, time.Now())
 			time.Sleep(time.Duration(300+rand.IntN(1700)) * time.Millisecond)
-			p = p.restart(append([]string{"--dispatch=false"}, chaosDelivery...)...)
+			p = p.restart()
 		} else {
 			i := rand.IntN(len(dispatchers))
 			dispatchers[i].kill()

@@ -61,7 +61,8 @@ type poller struct {
 	cmd     *exec.Cmd
 	dataDir string
 	base    string // http://host:port
-	natsURL string // the embedded NATS server's client URL
+	natsURL string // the NATS server's client URL (the embedded one's, or --nats-url)
+	args    []string
 	auth    string // Authorization header value for the organization
 	done    chan struct{}
 	exitErr error
@@ -78,21 +79,28 @@ func startPoller(t *testing.T, dataDir, auth string, flags ...string) *poller {
 	return startPollerOn(t, dataDir, auth, freeAddr(t), freeAddr(t), flags...)
 }
 
-// restart starts a new poller on p's data directory and addresses (after
-// p was killed or stopped), so that dispatchers and clients of p find it
-// again.
-func (p *poller) restart(flags ...string) *poller {
+// restart starts a new poller with p's arguments (after p was killed or
+// stopped), so that dispatchers and clients of p find it again.
+func (p *poller) restart() *poller {
 	p.t.Helper()
-	return startPollerOn(p.t, p.dataDir, p.auth, strings.TrimPrefix(p.base, "http://"), strings.TrimPrefix(p.natsURL, "nats://"), flags...)
+	return (&poller{t: p.t, dataDir: p.dataDir, auth: p.auth, base: p.base, natsURL: p.natsURL}).start(p.args)
 }
 
 // startPollerOn is startPoller with the REST API on listen and the
 // embedded NATS server on natsListen.
 func startPollerOn(t *testing.T, dataDir, auth, listen, natsListen string, flags ...string) *poller {
 	t.Helper()
-	p := &poller{t: t, dataDir: dataDir, auth: auth, done: make(chan struct{})}
-	p.base, p.natsURL = "http://"+listen, "nats://"+natsListen
-	args := append([]string{"--listen", listen, "--nats-listen", natsListen, "--data-dir", dataDir, "--min-refresh-interval", "1s"}, flags...)
+	p := &poller{t: t, dataDir: dataDir, auth: auth, base: "http://" + listen, natsURL: "nats://" + natsListen}
+	return p.start(append([]string{"--listen", listen, "--nats-listen", natsListen, "--data-dir", dataDir, "--min-refresh-interval", "1s"}, flags...))
+}
+
+// start runs cmd/poller with args and waits until its API answers at
+// p.base; p.auth, when empty, is read from the credentials a first start
+// prints.
+func (p *poller) start(args []string) *poller {
+	t := p.t
+	t.Helper()
+	p.args, p.done = args, make(chan struct{})
 	p.cmd = exec.Command(filepath.Join(binDir, "poller"), args...)
 	p.cmd.Env = cleanEnv()
 	out, err := p.cmd.StdoutPipe()

@@ -70,6 +70,8 @@ type Keap struct {
 	pageFaults map[int]*pageFault
 	linkBase   string
 	requests   requestLog[Request]
+
+	apiInFlight, apiMaxInFlight int // API requests being answered; the most at once
 }
 
 type pageFault struct {
@@ -404,6 +406,16 @@ func (k *Keap) TokensIssued() int {
 	return k.issued
 }
 
+// MaxConcurrentAPIRequests is the most API requests (under BaseURL()) the
+// simulator was answering at one time. A pollhook instance polls its
+// resources and pages one after the other, so with one instance on this
+// simulator more than 1 means two polls of it overlapped.
+func (k *Keap) MaxConcurrentAPIRequests() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.apiMaxInFlight
+}
+
 // ResetRequests empties the request log and the token counters.
 func (k *Keap) ResetRequests() {
 	k.requests.reset()
@@ -419,6 +431,17 @@ func (k *Keap) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 		At: time.Now(), Endpoint: "other",
 	})
+	if p := r.URL.Path; p == apiPrefix || strings.HasPrefix(p, apiPrefix+"/") {
+		k.mu.Lock()
+		k.apiInFlight++
+		k.apiMaxInFlight = max(k.apiMaxInFlight, k.apiInFlight)
+		k.mu.Unlock()
+		defer func() {
+			k.mu.Lock()
+			k.apiInFlight--
+			k.mu.Unlock()
+		}()
+	}
 	if !k.faults.wait(r, k.closed) {
 		return
 	}

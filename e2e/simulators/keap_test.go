@@ -828,3 +828,23 @@ func TestKeapTokenBasicAuthFormEncoded(t *testing.T) {
 		}
 	}
 }
+
+func TestKeapCountsConcurrentAPIRequests(t *testing.T) {
+	k := simulators.NewKeap(t)
+	k.SetLatency(200 * time.Millisecond)
+	tok := k.IssueToken()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, k.BaseURL()+"/contacts", nil)
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := k.MaxConcurrentAPIRequests(); n != 3 {
+		t.Errorf("MaxConcurrentAPIRequests = %d after 3 overlapping requests, want 3", n)
+	}
+}
