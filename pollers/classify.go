@@ -81,14 +81,15 @@ func Classify(record string, res *Resource, w Window) (Classified, error) {
 	if !isObjectText(record) {
 		return c, &RecordError{Key: "record", Err: errors.New("not a JSON object")}
 	}
-	id, err := readID(record, res.IDField)
+	vals := ReadValues(record, res.IDField, res.Deleted.Field, res.Created.Field, res.Updated.Field, res.VersionField)
+	id, err := readID(vals.Get(res.IDField), res.IDField)
 	if err != nil {
 		return c, err
 	}
 	c.ObjectID = id
 
 	var by DateField // the field that gave the event date
-	deleted, isDeleted, err := res.Deleted.Read(record)
+	deleted, isDeleted, err := res.Deleted.read(vals.Get(res.Deleted.Field))
 	if err != nil {
 		return c, &RecordError{Key: "deletedDateField", Err: err}
 	}
@@ -96,7 +97,7 @@ func Classify(record string, res *Resource, w Window) (Classified, error) {
 	case isDeleted:
 		c.EventType, c.Date, by = events.Deleted, deleted, res.Deleted
 	case !res.FilterByUpdatedDate:
-		created, ok, err := res.Created.Read(record)
+		created, ok, err := res.Created.read(vals.Get(res.Created.Field))
 		if err != nil {
 			return c, &RecordError{Key: "createdDateField", Err: err}
 		}
@@ -105,11 +106,11 @@ func Classify(record string, res *Resource, w Window) (Classified, error) {
 		}
 		c.EventType, c.Date, by = events.Created, created, res.Created
 	default:
-		updated, hasUpdated, err := res.Updated.Read(record)
+		updated, hasUpdated, err := res.Updated.read(vals.Get(res.Updated.Field))
 		if err != nil {
 			return c, &RecordError{Key: "updatedDateField", Err: err}
 		}
-		created, hasCreated, err := res.Created.Read(record)
+		created, hasCreated, err := res.Created.read(vals.Get(res.Created.Field))
 		if err != nil {
 			return c, &RecordError{Key: "createdDateField", Err: err}
 		}
@@ -128,7 +129,7 @@ func Classify(record string, res *Resource, w Window) (Classified, error) {
 	c.DateText = formatRFC3339(c.Date, by.Format.FractionDigits())
 
 	if !res.VersionField.IsZero() {
-		v := res.VersionField.Get(record)
+		v := vals.Get(res.VersionField)
 		switch v.Type {
 		case gjson.String:
 			c.Version = v.Str
@@ -164,10 +165,22 @@ func (c Classified) ChangeID(instanceID int64, objectType string) string {
 	return events.ChangeID(instanceID, objectType, c.ObjectID, c.EventType, key)
 }
 
-// readID reads a record's id: a non-empty string as is, a number as its
-// JSON text (123, not 123.0).
-func readID(record string, path FieldPath) (string, error) {
-	v := path.Get(record)
+// Message is the change event of a reported record of instanceID's
+// resource objectType: the record goes in Raw as the upstream sent it.
+func (c Classified) Message(instanceID int64, elementKey, objectType, record string) events.ChangeMessage {
+	return events.ChangeMessage{
+		Change: events.Change{
+			ID: c.ChangeID(instanceID, objectType), EventType: c.EventType, ObjectType: objectType,
+			ObjectID: c.ObjectID, ElementKey: elementKey, Date: c.DateText,
+		},
+		InstanceID: instanceID,
+		Raw:        []byte(record),
+	}
+}
+
+// readID reads a record's id from v, its value at path: a non-empty string
+// as is, a number as its JSON text (123, not 123.0).
+func readID(v gjson.Result, path FieldPath) (string, error) {
 	switch v.Type {
 	case gjson.String:
 		if strings.TrimSpace(v.Str) == "" {

@@ -14,6 +14,8 @@ import (
 type FieldPath struct {
 	src   string
 	gjson string
+	first string // the first key, unescaped
+	rest  string // the gjson path after the first key; "" when none
 }
 
 // ParseFieldPath compiles a path of dot-separated keys and brackets:
@@ -37,8 +39,8 @@ func ParseFieldPath(s string) (FieldPath, error) {
 	if strings.HasPrefix(rest, "$.") || strings.HasPrefix(rest, "$[") {
 		rest = strings.TrimPrefix(rest[1:], ".")
 	}
-	var comps []string
-	expectKey := true // at the start or after '.'
+	var comps, raw []string // gjson-escaped and as written
+	expectKey := true       // at the start or after '.'
 	for i := 0; i < len(rest); {
 		c := rest[i]
 		switch {
@@ -63,7 +65,7 @@ func ParseFieldPath(s string) (FieldPath, error) {
 				if key.Len() == 0 {
 					return bad("empty key at position %d", i+1)
 				}
-				comps = append(comps, gjson.Escape(key.String()))
+				comps, raw = append(comps, gjson.Escape(key.String())), append(raw, key.String())
 				i = k + 2
 			} else {
 				k := strings.IndexByte(rest[j:], ']')
@@ -74,7 +76,7 @@ func ParseFieldPath(s string) (FieldPath, error) {
 				if idx == "" || !allDigits(idx) {
 					return bad("expected an index or a quoted key in brackets at position %d, got [%s]", i+1, rest[j:j+k])
 				}
-				comps = append(comps, idx)
+				comps, raw = append(comps, idx), append(raw, idx)
 				i = j + k + 1
 			}
 			expectKey = false
@@ -95,7 +97,7 @@ func ParseFieldPath(s string) (FieldPath, error) {
 			for j < len(rest) && rest[j] != '.' && rest[j] != '[' {
 				j++
 			}
-			comps = append(comps, gjson.Escape(rest[i:j]))
+			comps, raw = append(comps, gjson.Escape(rest[i:j])), append(raw, rest[i:j])
 			expectKey = false
 			i = j
 		}
@@ -103,7 +105,7 @@ func ParseFieldPath(s string) (FieldPath, error) {
 	if len(comps) == 0 {
 		return bad("no field")
 	}
-	return FieldPath{src: s, gjson: strings.Join(comps, ".")}, nil
+	return FieldPath{src: s, gjson: strings.Join(comps, "."), first: raw[0], rest: strings.Join(comps[1:], ".")}, nil
 }
 
 // String returns the path as given to ParseFieldPath.
@@ -116,10 +118,75 @@ func (p FieldPath) GJSON() string { return p.gjson }
 func (p FieldPath) IsZero() bool { return p.gjson == "" }
 
 // Get reads the path from a JSON document (a record's Raw text); the result
-// does not exist when the path is missing or p is zero.
+// does not exist when the path is missing or p is zero. To read several
+// paths of one record, Values does it in one pass.
 func (p FieldPath) Get(json string) gjson.Result {
 	if p.gjson == "" {
 		return gjson.Result{}
 	}
 	return gjson.Get(json, p.gjson)
+}
+
+// maxValuePaths is how many paths Values reads in one pass.
+const maxValuePaths = 5
+
+// Values are the values at up to maxValuePaths field paths of one JSON
+// object, read by one pass over its top-level keys (gjson.Get would scan
+// the record again for each path). Make them with ReadValues.
+type Values struct {
+	record string
+	keys   [maxValuePaths]string // first keys to find
+	vals   [maxValuePaths]gjson.Result
+	n      int
+}
+
+// ReadValues reads record's values at paths (zero paths are skipped; more
+// than maxValuePaths are read by Get when asked). The first occurrence of
+// a duplicated key counts, as with Get.
+func ReadValues(record string, paths ...FieldPath) Values {
+	v := Values{record: record}
+	for _, p := range paths {
+		if p.IsZero() || v.n == maxValuePaths || v.index(p.first) >= 0 {
+			continue
+		}
+		v.keys[v.n] = p.first
+		v.n++
+	}
+	var found [maxValuePaths]bool
+	left := v.n
+	gjson.Parse(record).ForEach(func(k, val gjson.Result) bool {
+		for i := range v.n {
+			if !found[i] && k.Str == v.keys[i] {
+				found[i], v.vals[i] = true, val
+				left--
+				break
+			}
+		}
+		return left > 0
+	})
+	return v
+}
+
+func (v *Values) index(key string) int {
+	for i := range v.n {
+		if v.keys[i] == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// Get is p.Get(record), from what ReadValues read.
+func (v *Values) Get(p FieldPath) gjson.Result {
+	if p.IsZero() {
+		return gjson.Result{}
+	}
+	i := v.index(p.first)
+	if i < 0 {
+		return p.Get(v.record)
+	}
+	if p.rest == "" {
+		return v.vals[i]
+	}
+	return v.vals[i].Get(p.rest)
 }

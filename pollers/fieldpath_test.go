@@ -62,3 +62,33 @@ func TestParseFieldPathRejectsMalformedPaths(t *testing.T) {
 		}
 	}
 }
+
+func TestValuesReadWhatGetReads(t *testing.T) {
+	records := []string{
+		`{"id": 7, "a": {"b": [10, {"c": "x"}]}, "d": "2024-01-01", "dup": 1, "dup": 2, "k.e\"y": true, "0": "zero"}`,
+		`{"a": [1, 2, 3], "id": "s", "nested": {"deep": {"deeper": null}}}`,
+		`{}`,
+		`{"id": {"not": "scalar"}, "d": ["array"], "a": "string"}`,
+	}
+	paths := []string{"id", "a.b[1].c", "a.b[0]", "a[2]", "d", "dup", `['k.e"y']`, "[0]", "missing", "nested.deep.deeper", "a"}
+	for _, rec := range records {
+		var fps []FieldPath
+		for _, s := range paths {
+			p, err := ParseFieldPath(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fps = append(fps, p)
+		}
+		// In groups of up to five, as Classify reads them, and all at once
+		// (the paths beyond five are read by Get).
+		for _, group := range [][]FieldPath{fps[:5], fps[5:10], fps[10:], fps} {
+			v := ReadValues(rec, group...)
+			for _, p := range group {
+				if got, want := v.Get(p), p.Get(rec); got.Raw != want.Raw || got.Exists() != want.Exists() {
+					t.Errorf("%s in %s: Values.Get %q (exists %v), Get %q (exists %v)", p, rec, got.Raw, got.Exists(), want.Raw, want.Exists())
+				}
+			}
+		}
+	}
+}

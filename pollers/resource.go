@@ -86,7 +86,14 @@ func (d DateField) Read(record string) (t time.Time, ok bool, err error) {
 	if !d.IsSet() {
 		return time.Time{}, false, nil
 	}
-	v := d.Field.Get(record)
+	return d.read(d.Field.Get(record))
+}
+
+// read is Read of the value at d.Field.
+func (d DateField) read(v gjson.Result) (t time.Time, ok bool, err error) {
+	if !d.IsSet() {
+		return time.Time{}, false, nil
+	}
 	switch {
 	case !v.Exists() || v.Type == gjson.Null || (v.Type == gjson.String && strings.TrimSpace(v.Str) == ""):
 		return time.Time{}, false, nil

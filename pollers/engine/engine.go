@@ -131,22 +131,15 @@ func (e *Engine) pollResource(ctx context.Context, in *instances.Instance, up *u
 			if !c.Report {
 				continue
 			}
-			id := c.ChangeID(in.ID, name)
-			if _, seen := st.Seen[id]; seen {
+			m := c.Message(in.ID, in.ElementKey, name, record)
+			if _, seen := st.Seen[m.ID]; seen {
 				continue
 			}
-			if _, seen := fresh[id]; seen {
+			if _, seen := fresh[m.ID]; seen {
 				continue
 			}
-			fresh[id] = c.Date
-			changes = append(changes, events.ChangeMessage{
-				Change: events.Change{
-					ID: id, EventType: c.EventType, ObjectType: name, ObjectID: c.ObjectID,
-					ElementKey: in.ElementKey, Date: c.DateText,
-				},
-				InstanceID: in.ID,
-				Raw:        []byte(record),
-			})
+			fresh[m.ID] = c.Date
+			changes = append(changes, m)
 		}
 		if res.Mode != pollers.ModeDelta {
 			return nil
