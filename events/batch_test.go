@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 func change(i int, raw string) ChangeMessage {
@@ -106,4 +108,22 @@ func sizes(ns []Notification) []int {
 		out[i] = len(n.Message.Events)
 	}
 	return out
+}
+
+// The ids are stored and compared across versions (JetStream's duplicate
+// window, receivers deduplicating on events[].id): they must stay what
+// uuid.NewSHA1 of the documented key gives.
+func TestIDsAreUUIDv5OfTheirKeys(t *testing.T) {
+	key := "42\x00contacts\x001001\x00UPDATED\x002026-11-30T09:00:01.037Z"
+	if got, want := ChangeID(42, "contacts", "1001", "UPDATED", "2026-11-30T09:00:01.037Z"), uuid.NewSHA1(namespace, []byte(key)).String(); got != want {
+		t.Errorf("ChangeID = %s, want %s", got, want)
+	}
+	long := strings.Repeat("x", 400) // past the stack buffer
+	if got, want := ChangeID(1, long, "id", "CREATED", "v1"), uuid.NewSHA1(namespace, []byte("1\x00"+long+"\x00id\x00CREATED\x00v1")).String(); got != want {
+		t.Errorf("ChangeID with a long key = %s, want %s", got, want)
+	}
+	ids := []string{"a", "b"}
+	if got, want := NotificationID(ids), uuid.NewSHA1(namespace, []byte("a\x00b\x00")).String(); got != want {
+		t.Errorf("NotificationID = %s, want %s", got, want)
+	}
 }

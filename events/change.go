@@ -1,6 +1,7 @@
 package events
 
 import (
+	"crypto/sha1"
 	"encoding/json"
 	"strconv"
 
@@ -21,20 +22,38 @@ var namespace = uuid.MustParse("6d1c5d7e-3f5b-4f57-9a36-2f4f2a1c0b51")
 // resource, the object id, the event type and the event date (RFC 3339) or
 // version. The same change read again gives the same id.
 func ChangeID(instanceID int64, objectType, objectID, eventType, dateOrVersion string) string {
-	key := strconv.FormatInt(instanceID, 10) + "\x00" + objectType + "\x00" + objectID + "\x00" + eventType + "\x00" + dateOrVersion
-	return uuid.NewSHA1(namespace, []byte(key)).String()
+	var buf [256]byte // most keys fit: no allocation for the key
+	key := append(buf[:0], namespace[:]...)
+	key = strconv.AppendInt(key, instanceID, 10)
+	for _, part := range [...]string{objectType, objectID, eventType, dateOrVersion} {
+		key = append(key, 0)
+		key = append(key, part...)
+	}
+	return uuidV5(key).String()
+}
+
+// uuidV5 is uuid.NewSHA1(namespace, name) for key = namespace + name,
+// hashed without a hasher allocation.
+func uuidV5(key []byte) uuid.UUID {
+	sum := sha1.Sum(key)
+	var u uuid.UUID
+	copy(u[:], sum[:])
+	u[6] = (u[6] & 0x0f) | 0x50 // version 5
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return u
 }
 
 // NotificationID is the id of a notification holding these changes, in
 // this order: the same changes give the same id, so a retried poll's
 // notification is deduplicated by JetStream.
 func NotificationID(changeIDs []string) string {
-	key := make([]byte, 0, len(changeIDs)*37)
+	key := make([]byte, 0, len(namespace)+len(changeIDs)*37)
+	key = append(key, namespace[:]...)
 	for _, id := range changeIDs {
 		key = append(key, id...)
 		key = append(key, 0)
 	}
-	return uuid.NewSHA1(namespace, key).String()
+	return uuidV5(key).String()
 }
 
 // Change is one change event, as in a notification's events[].
