@@ -185,10 +185,10 @@ func (c *clusterProcesses) startPoller(t *testing.T) *poller {
 	return p.start(args)
 }
 
-func (c *clusterProcesses) startDispatcher(t *testing.T) *dispatcherProcess {
+func (c *clusterProcesses) startDispatcher(t *testing.T, flags ...string) *dispatcherProcess {
 	t.Helper()
 	return startDispatcher(t, &poller{natsURL: c.urls, dataDir: c.sharedDataDir},
-		append([]string{"--replicas", "3", "--secret-key", c.secretKey}, c.delivery...)...)
+		append(append([]string{"--secret-key", c.secretKey}, c.delivery...), flags...)...)
 }
 
 // leader returns the index of the poller whose scheduler leads, or -1.
@@ -218,7 +218,7 @@ func TestClusterLosesNothingWhenALeadingPollerADispatcherAndANATSNodeDie(t *test
 		delivery: []string{"--retry-schedule", "200ms,500ms,1s,2s,3s,5s,8s,12s,16s,20s,25s,30s,40s,50s,60s", "--delivery-timeout", "2s"},
 	}
 	c.pollers = []*poller{c.startPoller(t), c.startPoller(t)}
-	c.dispatchers = []*dispatcherProcess{c.startDispatcher(t), c.startDispatcher(t)}
+	c.dispatchers = []*dispatcherProcess{c.startDispatcher(t, "--replicas", "3"), c.startDispatcher(t, "--replicas", "3")}
 
 	var targets []*chaosTarget
 	var keaps []*simulators.Keap
@@ -266,7 +266,7 @@ func TestClusterLosesNothingWhenALeadingPollerADispatcherAndANATSNodeDie(t *test
 	// A dispatcher dies mid-delivery.
 	c.dispatchers[0].kill()
 	time.Sleep(2 * time.Second)
-	c.dispatchers[0] = c.startDispatcher(t)
+	c.dispatchers[0] = c.startDispatcher(t) // with the default --replicas 1: it must not shrink the streams
 	time.Sleep(5 * time.Second)
 
 	// A NATS node dies; the processes connected to it move to the others.
@@ -287,6 +287,7 @@ func TestClusterLosesNothingWhenALeadingPollerADispatcherAndANATSNodeDie(t *test
 			t.Errorf("%s: Keap answered %d requests of the instance at once: two polls overlapped", tg.name, n)
 		}
 	}
+	checkReplicas(t, c.urls, 3)
 	var report strings.Builder
 	fmt.Fprintf(&report, "leader takeover %v after SIGKILL\n", takeover.Round(100*time.Millisecond))
 	for _, tg := range targets {
@@ -294,4 +295,40 @@ func TestClusterLosesNothingWhenALeadingPollerADispatcherAndANATSNodeDie(t *test
 			tg.name, tg.ledger, tg.required, tg.delivered, tg.duplicates, tg.posts)
 	}
 	t.Log("\n" + report.String())
+}
+
+// checkReplicas fails t unless every pollhook stream and bucket has want
+// replicas.
+func checkReplicas(t *testing.T, urls string, want int) {
+	t.Helper()
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := js.StreamNames(t.Context())
+	n := 0
+	for name := range names.Name() {
+		if !strings.HasPrefix(name, "POLLHOOK_") && !strings.HasPrefix(name, "KV_POLLHOOK_") {
+			continue
+		}
+		n++
+		s, err := js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != want {
+			t.Errorf("stream %s has %d replicas, want %d", name, r, want)
+		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n < 9 {
+		t.Errorf("%d pollhook streams and buckets, want every one of them", n)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // EventsStream holds one message per change, for direct NATS subscribers.
@@ -21,7 +23,7 @@ type StreamOptions struct {
 // EnsureStreams creates or updates pollhook's streams; safe to call from
 // every process at every start.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts StreamOptions) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := broker.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "pollhook change events: one message per change, Nats-Msg-Id = change id",
 		Subjects:    []string{subjectRoot + ".>"},

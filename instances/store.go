@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pollhook/pollhook/broker"
 	"github.com/pollhook/pollhook/connectors"
 	"github.com/pollhook/pollhook/events/dispatch"
 )
@@ -42,7 +43,7 @@ type Store struct {
 
 // OpenStore creates the bucket if needed (idempotent) and returns a Store.
 func OpenStore(ctx context.Context, js jetstream.JetStream, replicas int, sealer *Sealer, registry *connectors.Registry) (*Store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := broker.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "pollhook connector instances",
 		History:     1,

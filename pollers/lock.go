@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // LocksBucket is the KV bucket of instance locks, keys "instance.<id>".
@@ -75,7 +77,7 @@ func OpenLocks(ctx context.Context, js jetstream.JetStream, cfg LocksConfig) (*L
 	if cfg.Bucket == "" {
 		cfg.Bucket = LocksBucket
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := broker.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "pollhook locks",
 		History:     1,

@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // Offset is instanceID's stable place inside a period of interval: a hash of
@@ -428,7 +430,7 @@ type Job struct {
 // retention, subjects pollhook.jobs.>, file storage, JobsDuplicateWindow.
 // It is idempotent and safe to call from every process.
 func EnsureJobsStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := broker.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        JobsStream,
 		Description: "pollhook poll jobs: one per instance and due slot",
 		Subjects:    []string{"pollhook.jobs.>"},

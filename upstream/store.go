@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // TokenBucket is the KV bucket holding OAuth2 tokens, one key per instance
@@ -43,7 +45,7 @@ func OpenTokenStore(ctx context.Context, js jetstream.JetStream, replicas int, s
 	if replicas < 1 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := broker.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      TokenBucket,
 		Description: "pollhook upstream OAuth2 tokens (sealed)",
 		History:     1,

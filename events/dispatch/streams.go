@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pollhook/pollhook/broker"
 	"github.com/pollhook/pollhook/events"
 )
 
@@ -94,7 +95,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) er
 	if maxBytes <= 0 {
 		maxBytes = -1
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := broker.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        NotifyStream,
 		Description: "pollhook notifications: one message per notification, Nats-Msg-Id = eventId",
 		Subjects:    []string{notifyPrefix + "*"},
@@ -107,7 +108,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) er
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", NotifyStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := broker.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:              DispatchStream,
 		Description:       "pollhook delivery tickets: scheduled retries and wake-ups of notifications",
 		Subjects:          []string{schedPrefix + "*.*", duePrefix + "*.*"},
@@ -119,7 +120,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) er
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", DispatchStream, err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if _, err := broker.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:         Bucket,
 		Description:    "pollhook delivery state of every notification, destination health, indexes",
 		History:        1,

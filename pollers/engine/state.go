@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // StateBucket is the KV bucket holding each resource's poll state under
@@ -56,7 +58,7 @@ type StateStore struct {
 
 // OpenStateStore creates the bucket if needed (idempotent).
 func OpenStateStore(ctx context.Context, js jetstream.JetStream, replicas int) (*StateStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := broker.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
 		Description: "pollhook poll state: watermark and recently seen changes per resource",
 		History:     1,
