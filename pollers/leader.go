@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // LeaderBucket is the KV bucket holding the scheduler's leader lease.
@@ -32,14 +33,17 @@ var ErrNotLeader = errors.New("this process is not the scheduler's leader")
 type Leadership struct {
 	locks *Locks
 	log   *slog.Logger
+	gauge prometheus.Gauge // pollhook_scheduler_leader
 
 	mu    sync.Mutex
 	lease *Lease
 }
 
 // OpenLeadership creates or updates LeaderBucket (cfg.Bucket is ignored;
-// cfg.TTL 0 means DefaultLeaderTTL). Call Run to take part in the election.
-func OpenLeadership(ctx context.Context, js jetstream.JetStream, cfg LocksConfig) (*Leadership, error) {
+// cfg.TTL 0 means DefaultLeaderTTL) and registers the gauge
+// pollhook_scheduler_leader on reg (nil: none). Call Run to take part in
+// the election.
+func OpenLeadership(ctx context.Context, js jetstream.JetStream, cfg LocksConfig, reg prometheus.Registerer) (*Leadership, error) {
 	cfg.Bucket = LeaderBucket
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultLeaderTTL
@@ -48,7 +52,14 @@ func OpenLeadership(ctx context.Context, js jetstream.JetStream, cfg LocksConfig
 	if err != nil {
 		return nil, err
 	}
-	return &Leadership{locks: locks, log: locks.log.With("component", "leader")}, nil
+	l := &Leadership{locks: locks, log: locks.log.With("component", "leader"), gauge: prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pollhook_scheduler_leader",
+		Help: "1 while this process leads the scheduler (publishes the poll jobs), else 0: the sum over all pollers is 1.",
+	})}
+	if err := registerMetrics(reg, l.gauge); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // Run campaigns for the lease until ctx ends, then releases it if held, so
@@ -79,6 +90,7 @@ func (l *Leadership) campaign(ctx context.Context) {
 		}
 		l.log.Warn("this process no longer leads the scheduler")
 		l.lease = nil
+		l.gauge.Set(0)
 	}
 	lease, ok, err := l.locks.TryLockKey(context.WithoutCancel(ctx), leaderKey)
 	switch {
@@ -86,6 +98,7 @@ func (l *Leadership) campaign(ctx context.Context) {
 		l.log.Warn("cannot reach the leader lease", "error", err)
 	case ok:
 		l.lease = lease
+		l.gauge.Set(1)
 		l.log.Info("this process leads the scheduler")
 	}
 }
@@ -96,6 +109,7 @@ func (l *Leadership) resign() {
 	if l.lease != nil {
 		l.lease.Release()
 		l.lease = nil
+		l.gauge.Set(0)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -14,7 +15,7 @@ import (
 // stop is called (which resigns).
 func runLeadership(t *testing.T, js jetstream.JetStream, ttl time.Duration, owner string) (l *Leadership, stop func()) {
 	t.Helper()
-	l, err := OpenLeadership(t.Context(), js, LocksConfig{TTL: ttl, Owner: owner, Logger: schedQuietLog})
+	l, err := OpenLeadership(t.Context(), js, LocksConfig{TTL: ttl, Owner: owner, Logger: schedQuietLog}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +69,9 @@ func TestOneProcessLeadsAndAnotherTakesOverWhenItResigns(t *testing.T) {
 	stopLeader := stop1
 	if leader == l2 {
 		other, stopLeader = l1, stop2
+	}
+	if testutil.ToFloat64(leader.gauge) != 1 || testutil.ToFloat64(other.gauge) != 0 {
+		t.Errorf("pollhook_scheduler_leader: %v on the leader, %v on the other", testutil.ToFloat64(leader.gauge), testutil.ToFloat64(other.gauge))
 	}
 	resigned := time.Now()
 	stopLeader()

@@ -180,7 +180,6 @@ const leaderCheck = time.Second
 type schedulerMetrics struct {
 	published *prometheus.CounterVec
 	scheduled prometheus.Gauge
-	leader    prometheus.Gauge
 }
 
 // NewScheduler creates the POLLHOOK_JOBS stream if needed and registers the
@@ -204,10 +203,6 @@ func NewScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error) 
 				Name: "pollhook_scheduled_instances",
 				Help: "Active instances the scheduler keeps a next slot for.",
 			}),
-			leader: prometheus.NewGauge(prometheus.GaugeOpts{
-				Name: "pollhook_scheduler_leader",
-				Help: "1 while this process's scheduler leads (publishes the jobs), else 0.",
-			}),
 		},
 	}
 	if s.log == nil {
@@ -217,7 +212,7 @@ func NewScheduler(ctx context.Context, cfg SchedulerConfig) (*Scheduler, error) 
 	for _, r := range []string{"new", "duplicate", "error"} {
 		s.m.published.WithLabelValues(r)
 	}
-	if err := registerMetrics(cfg.Metrics, s.m.published, s.m.scheduled, s.m.leader); err != nil {
+	if err := registerMetrics(cfg.Metrics, s.m.published, s.m.scheduled); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -367,12 +362,10 @@ func (s *Scheduler) loop(ctx context.Context, updates <-chan planUpdate) {
 // when this process leads; otherwise it keeps them as missed.
 func (s *Scheduler) due(ctx context.Context, jobs []Job) {
 	if s.leader != nil && s.leader.IsLeader(ctx) != nil {
-		s.m.leader.Set(0)
 		cut := s.now().Add(-catchUpWindow)
 		s.missed = slices.DeleteFunc(append(s.missed, jobs...), func(j Job) bool { return j.Slot.Before(cut) })
 		return
 	}
-	s.m.leader.Set(1)
 	for _, j := range append(s.missed, jobs...) {
 		s.publish(ctx, j)
 	}

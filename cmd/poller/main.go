@@ -241,7 +241,7 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 	}
 
 	plan := engine.Planner(store, cfg.MinRefreshInterval)
-	leadership, err := pollers.OpenLeadership(ctx, js, pollers.LocksConfig{Replicas: cfg.Replicas, Logger: log})
+	leadership, err := pollers.OpenLeadership(ctx, js, pollers.LocksConfig{Replicas: cfg.Replicas, Logger: log}, reg)
 	if err != nil {
 		return nil, err
 	}
