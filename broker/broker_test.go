@@ -156,11 +156,19 @@ func TestServerLogIsQuietUnlessDebug(t *testing.T) {
 	}
 }
 
-func TestRedactHidesCredentials(t *testing.T) {
+func TestRedactURLsHidesCredentials(t *testing.T) {
 	t.Parallel()
-	got := redact("nats://a:secret@n1:4222, nats://tok3n@n2:4222,nats://n3:4222")
-	if strings.Contains(got, "secret") || strings.Contains(got, "tok3n") || !strings.Contains(got, "n3:4222") {
-		t.Errorf("redact = %q", got)
+	for in, want := range map[string]string{
+		"nats://a:secret@n1:4222, nats://tok3n@n2:4222,nats://n3:4222": "nats://****@n1:4222,nats://****@n2:4222,nats://n3:4222",
+		"a:secret@n1:4222":               "****@n1:4222",
+		"tok3n@n2:4222":                  "****@n2:4222",
+		"tls://u:p@ss@host:4443/path":    "tls://****@host:4443/path",
+		"nats://127.0.0.1:4222":          "nats://127.0.0.1:4222",
+		"wss://user:pw@example.com/nats": "wss://****@example.com/nats",
+	} {
+		if got := RedactURLs(in); got != want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

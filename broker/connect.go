@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,7 +62,7 @@ func Connect(ctx context.Context, url string, opts ...Option) (*nats.Conn, jetst
 		log = slog.Default()
 	}
 	log = log.With("component", "nats")
-	shown := redact(url)
+	shown := RedactURLs(url)
 	if o.inProcess != nil {
 		shown = "in-process"
 	}
@@ -85,7 +84,7 @@ func Connect(ctx context.Context, url string, opts ...Option) (*nats.Conn, jetst
 			lastErr.Store(&err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("NATS reconnected", "server", redact(nc.ConnectedUrl()))
+			log.Info("NATS reconnected", "server", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
@@ -123,7 +122,7 @@ func Connect(ctx context.Context, url string, opts ...Option) (*nats.Conn, jetst
 		nc.Close()
 		return nil, nil, fmt.Errorf("JetStream on %s: %w", shown, err)
 	}
-	log.Debug("NATS connected", "server", redact(nc.ConnectedUrl()), "name", o.name)
+	log.Debug("NATS connected", "server", RedactURLs(nc.ConnectedUrl()), "name", o.name)
 	return nc, js, nil
 }
 
@@ -139,7 +138,7 @@ func waitConnected(ctx context.Context, nc *nats.Conn, log *slog.Logger, shown s
 		switch {
 		case nc.IsConnected():
 			if logged {
-				log.Info("NATS connected", "server", redact(nc.ConnectedUrl()))
+				log.Info("NATS connected", "server", RedactURLs(nc.ConnectedUrl()))
 			}
 			return nil
 		case nc.IsClosed():
@@ -180,17 +179,26 @@ func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
 	return nil
 }
 
-// redact hides passwords and tokens in NATS server URLs, for logs and errors.
-func redact(urls string) string {
+// RedactURLs hides the credentials in a comma-separated list of NATS
+// server URLs, for logs and errors: whatever stands before the last "@" of
+// a URL's authority (user and password, or a bare token), with or without
+// a scheme, becomes "****".
+func RedactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
 		p = strings.TrimSpace(p)
-		if u, err := url.Parse(p); err == nil && u.User != nil {
-			if _, hasPassword := u.User.Password(); hasPassword {
-				p = u.Redacted()
-			} else {
-				u.User = url.User("xxxxx") // a bare token
-				p = u.String()
+		scheme, rest, found := strings.Cut(p, "://")
+		if !found {
+			scheme, rest = "", p
+		}
+		authority, path, hasPath := strings.Cut(rest, "/")
+		if at := strings.LastIndex(authority, "@"); at >= 0 {
+			p = "****" + authority[at:]
+			if hasPath {
+				p += "/" + path
+			}
+			if found {
+				p = scheme + "://" + p
 			}
 		}
 		parts[i] = p

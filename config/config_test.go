@@ -259,7 +259,7 @@ func TestBadFlagsAndEnvironmentNameTheirSource(t *testing.T) {
 		{"empty org secret", []string{"--org-secret="}, nil,
 			`--org-secret: must not be empty (from command line)`},
 		{"nats url password is redacted", []string{"--nats-url", "http://me:pw@nats:4222"}, nil,
-			`--nats-url: invalid URL "http://me:xxxxx@nats:4222": scheme must be nats, tls, ws or wss (from command line)`},
+			`--nats-url: invalid URL "http://****@nats:4222": scheme must be nats, tls, ws or wss (from command line)`},
 		{"every bad value at once", []string{"--listen", "nope"}, []string{"POLLHOOK_REPLICAS", "9"},
 			"--listen: invalid address \"nope\", want host:port (from command line)\n--replicas: must be between 1 and 5, got 9 (from POLLHOOK_REPLICAS)"},
 		{"missing secrets with nats-url", nil, []string{"POLLHOOK_NATS_URL", "nats://nats:4222"},

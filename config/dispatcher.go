@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // Dispatcher is the resolved configuration of cmd/dispatcher (SPEC §1).
@@ -84,7 +86,7 @@ func LoadDispatcher(args []string, getenv func(string) string) (*Dispatcher, err
 // LogValue logs the settings without secrets (slog.LogValuer).
 func (d *Dispatcher) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("nats_url", redactURLs(d.NATSURL)),
+		slog.String("nats_url", broker.RedactURLs(d.NATSURL)),
 		slog.String("data_dir", d.DataDir),
 		slog.String("metrics_listen", d.MetricsListen),
 		slog.Int("concurrency", d.Concurrency),

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // The parsers turn one raw value into a typed one. Their errors say what is
@@ -72,32 +74,20 @@ func parseNATSURL(s string) (string, error) {
 		}
 		u, err := url.Parse(full)
 		if err != nil || u.Host == "" {
-			return "", fmt.Errorf("invalid URL %q", redactURL(part))
+			return "", fmt.Errorf("invalid URL %q", broker.RedactURLs(part))
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return "", fmt.Errorf("invalid URL %q: scheme must be nats, tls, ws or wss", redactURL(part))
+			return "", fmt.Errorf("invalid URL %q: scheme must be nats, tls, ws or wss", broker.RedactURLs(part))
 		}
 		if p := u.Port(); p != "" {
 			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-				return "", fmt.Errorf("invalid port in URL %q", redactURL(part))
+				return "", fmt.Errorf("invalid port in URL %q", broker.RedactURLs(part))
 			}
 		}
 	}
 	return s, nil
-}
-
-// redactURL hides a password in a URL so that it can go into a message.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if i := strings.LastIndex(s, "@"); i >= 0 {
-			return "****" + s[i:]
-		}
-		return s
-	}
-	return u.Redacted()
 }
 
 func parsePositiveDuration(s string) (time.Duration, error) {

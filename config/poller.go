@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/pollhook/pollhook/broker"
 )
 
 // DefaultRetrySchedule is SPEC §1's --retry-schedule: Open Connectors' nine
@@ -112,7 +114,7 @@ func (p *Poller) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("listen", p.Listen),
-		slog.String("nats_url", redactURLs(p.NATSURL)),
+		slog.String("nats_url", broker.RedactURLs(p.NATSURL)),
 		slog.String("nats_listen", p.NATSListen),
 		slog.String("data_dir", p.DataDir),
 		slog.String("dispatch", dispatch),
@@ -134,17 +136,6 @@ func formatSchedule(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
 		parts[i] = d.String()
-	}
-	return strings.Join(parts, ",")
-}
-
-func redactURLs(s string) string {
-	if s == "" {
-		return ""
-	}
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		parts[i] = redactURL(strings.TrimSpace(p))
 	}
 	return strings.Join(parts, ",")
 }
