@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pollhook/pollhook/config"
 )
@@ -56,5 +58,27 @@ func TestBadSettingsStopThePollerWithTheirName(t *testing.T) {
 		if !ok || exitErr.ExitCode() != 2 || !strings.Contains(string(out), tt.want) {
 			t.Errorf("%s: exit %v, output %q; want exit 2 naming %s", tt.name, err, out, tt.want)
 		}
+	}
+}
+
+// A poller told to stop while it still waits for its NATS server (down, or
+// not yet started) exits 0, as any stop does.
+func TestSIGTERMBeforeNATSAnswersExitsZero(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(filepath.Join(binDir, "poller"), "--listen", freeAddr(t), "--nats-url", "nats://"+freeAddr(t),
+		"--secret-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "--user-secret", "u", "--org-secret", "o")
+	cmd.Env = cleanEnv()
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the poller to start waiting for NATS", func() bool { return strings.Contains(out.String(), "poller starting") })
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM while waiting for NATS: %v, want 0\n%s", err, out)
 	}
 }

@@ -85,6 +85,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return exitOK
 }
 
+// stoppedBefore is err, or nil when it came of a stop (SIGINT, SIGTERM)
+// that arrived before what; a stop is a clean exit.
+func stoppedBefore(ctx context.Context, log *slog.Logger, what string, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	log.Info("poller stopped before " + what)
+	return nil
+}
+
 // resolveSecrets completes the embedded mode's secrets and prints the API
 // credentials once, when it generated them.
 func resolveSecrets(cfg *config.Poller, stdout io.Writer) error {
@@ -127,13 +137,13 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 	}
 	nc, js, err := broker.Connect(ctx, natsURL, connectOpts...)
 	if err != nil {
-		return err
+		return stoppedBefore(ctx, log, "NATS connected", err)
 	}
 	defer broker.Drain(nc, shutdownTimeout, log)
 
 	p, err := build(ctx, cfg, log, js, registry, sealer)
 	if err != nil {
-		return err
+		return stoppedBefore(ctx, log, "its streams were ready", err)
 	}
 	var stopping atomic.Bool
 	p.router.HandleOps(func(ctx context.Context) error {
