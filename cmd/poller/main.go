@@ -111,7 +111,8 @@ func resolveSecrets(cfg *config.Poller, stdout io.Writer) error {
 
 // run builds the parts, serves until ctx is done, and stops them in order:
 // the API stops taking requests, the scheduler, workers and dispatcher stop
-// (polls and deliveries in flight finish), then NATS is drained and the
+// (deliveries in flight finish; polls in flight are cut short and their jobs
+// handed back for another process), then NATS is drained and the
 // embedded server shuts down, flushing JetStream.
 func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 	registry, err := connectors.Load(cfg.ConnectorsDir)
