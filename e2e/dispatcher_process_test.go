@@ -184,7 +184,7 @@ type eventView struct {
 }
 
 // apiDo is p.do reporting to t, for subtests sharing one poller.
-func apiDo(t *testing.T, p *poller, method, path string, body, out any) (int, []byte) {
+func apiDo(t testing.TB, p *poller, method, path string, body, out any) (int, []byte) {
 	t.Helper()
 	var reader io.Reader
 	if body != nil {

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,7 +57,7 @@ func freeAddr(t *testing.T) string {
 
 // poller is a running cmd/poller process.
 type poller struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	dataDir string
 	base    string // http://host:port
@@ -74,7 +74,7 @@ type poller struct {
 // startPoller runs cmd/poller on dataDir with the given extra flags and waits
 // until its API answers. auth is the organization's Authorization header;
 // when empty, it is read from the credentials the first start prints.
-func startPoller(t *testing.T, dataDir, auth string, flags ...string) *poller {
+func startPoller(t testing.TB, dataDir, auth string, flags ...string) *poller {
 	t.Helper()
 	return startPollerOn(t, dataDir, auth, freeAddr(t), freeAddr(t), flags...)
 }
@@ -88,7 +88,7 @@ func (p *poller) restart() *poller {
 
 // startPollerOn is startPoller with the REST API on listen and the
 // embedded NATS server on natsListen.
-func startPollerOn(t *testing.T, dataDir, auth, listen, natsListen string, flags ...string) *poller {
+func startPollerOn(t testing.TB, dataDir, auth, listen, natsListen string, flags ...string) *poller {
 	t.Helper()
 	p := &poller{t: t, dataDir: dataDir, auth: auth, base: "http://" + listen, natsURL: "nats://" + natsListen}
 	return p.start(append([]string{"--listen", listen, "--nats-listen", natsListen, "--data-dir", dataDir, "--min-refresh-interval", "1s"}, flags...))
