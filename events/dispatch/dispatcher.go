@@ -101,8 +101,7 @@ type Dispatcher struct {
 	metrics *metrics
 	ackWait time.Duration
 
-	mu     sync.Mutex
-	active map[string]int // attempts in flight per destination, this process
+	slots *destSlots // attempts in flight per destination, this process
 }
 
 // New returns a Dispatcher over store. It registers its metrics on
@@ -136,7 +135,7 @@ func New(store *Store, cfg Config) (*Dispatcher, error) {
 		cfg.Logger = slog.Default()
 	}
 	d := &Dispatcher{store: store, cfg: cfg, log: cfg.Logger.With("component", "dispatcher"),
-		active: map[string]int{}, ackWait: cfg.DeliveryTimeout + leaseMargin}
+		slots: newDestSlots(cfg.PerDestination, cfg.Concurrency/4), ackWait: cfg.DeliveryTimeout + leaseMargin}
 	d.sender = cfg.Sender
 	if d.sender == nil {
 		d.sender = NewClient(cfg.DeliveryTimeout, cfg.PerDestination, cfg.BlockPrivateCallbacks)
@@ -447,14 +446,14 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 			}
 			probe = true
 		}
-		if !d.acquire(dest) {
+		if !d.slots.acquire(ctx, dest, d.cfg.DeferDelay) {
 			if probe {
 				d.releaseProbe(ctx, dest)
 			}
 			d.deferTicket(ctx, msg, r)
 			return
 		}
-		defer d.release(dest)
+		defer d.slots.release(dest)
 	}
 
 	r.Status, r.LeaseUntil, r.Destination = StatusInFlight, now.Add(d.ackWait), dest
@@ -656,24 +655,6 @@ func (d *Dispatcher) deferTicket(ctx context.Context, msg jetstream.Msg, r *reco
 		return
 	}
 	_ = msg.Ack()
-}
-
-func (d *Dispatcher) acquire(dest string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.active[dest] >= d.cfg.PerDestination {
-		return false
-	}
-	d.active[dest]++
-	return true
-}
-
-func (d *Dispatcher) release(dest string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.active[dest]--; d.active[dest] <= 0 {
-		delete(d.active, dest)
-	}
 }
 
 // Destination is the scheme://host:port of a callback URL (default ports

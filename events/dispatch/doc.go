@@ -60,8 +60,10 @@
 //
 // A destination is scheme://host:port. Each process allows at most
 // PerDestination attempts in flight per destination; a notification whose
-// destination is at that limit is put back (a ticket ~DeferDelay later,
-// its state unchanged) and its slot freed at once. After HoldAfter (5)
+// destination is at that limit waits up to DeferDelay for a slot, handed
+// over by the attempt that ends (at most a quarter of the process's
+// --concurrency wait at once), else it is put back (a ticket ~DeferDelay
+// later, its state unchanged) and its slot freed. After HoldAfter (5)
 // consecutive failed attempts (any non-2xx answer, timeout or connection
 // error; a 2xx or 410 resets the count) the destination is held, for all
 // dispatchers (d.<hash>). A notification for a held destination is parked:
@@ -90,9 +92,10 @@
 // looked at again at their next due time.
 //
 // The cost of the per-destination limit: a slow but healthy destination
-// with a large backlog has its excess notifications put back and fetched
-// again about every DeferDelay (a few small writes each), which bounds its
-// share of the slots instead of letting it take them all.
+// with a large backlog has its excess notifications (beyond those waiting)
+// put back and fetched again about every DeferDelay (a few small writes
+// each), which bounds its share of the slots instead of letting it take
+// them all.
 //
 // # What is per process
 //

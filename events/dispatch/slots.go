@@ -1,0 +1,99 @@
+package dispatch
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// destSlots limits the attempts in flight per destination in this process
+// (Config.PerDestination). A notification whose destination is at its
+// limit may wait a moment for a slot, handed over by the attempt that
+// ends, instead of going back to JetStream for DeferDelay: a burst to one
+// destination is then sent back to back. Waiting holds one of the
+// process's --concurrency slots, so at most maxWaiting notifications wait
+// at once, whatever their destinations: the others keep their slots.
+type destSlots struct {
+	perDest    int
+	maxWaiting int
+
+	mu      sync.Mutex
+	dests   map[string]*dest
+	waiting int
+}
+
+type dest struct {
+	active  int
+	waiters []chan struct{} // oldest first; each gets a slot handed over
+}
+
+func newDestSlots(perDest, maxWaiting int) *destSlots {
+	return &destSlots{perDest: perDest, maxWaiting: max(maxWaiting, 1), dests: map[string]*dest{}}
+}
+
+// acquire takes a slot of destination name, waiting up to wait for one when
+// all are taken and fewer than maxWaiting notifications wait. It reports
+// whether it got one; the caller then releases it.
+func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration) bool {
+	s.mu.Lock()
+	d := s.dests[name]
+	if d == nil {
+		d = &dest{}
+		s.dests[name] = d
+	}
+	if d.active < s.perDest {
+		d.active++
+		s.mu.Unlock()
+		return true
+	}
+	if wait <= 0 || s.waiting >= s.maxWaiting {
+		s.mu.Unlock()
+		return false
+	}
+	handed := make(chan struct{}, 1)
+	d.waiters = append(d.waiters, handed)
+	s.waiting++
+	s.mu.Unlock()
+
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-handed:
+		return true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	i := slices.Index(d.waiters, handed)
+	if i >= 0 {
+		d.waiters = slices.Delete(d.waiters, i, i+1)
+		s.waiting--
+	}
+	s.mu.Unlock()
+	if i < 0 { // handed over as the wait ended
+		<-handed
+		return true
+	}
+	return false
+}
+
+// release gives a slot of name back: to the oldest waiter, if any.
+func (s *destSlots) release(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dests[name]
+	if d == nil {
+		return
+	}
+	if len(d.waiters) > 0 {
+		handed := d.waiters[0]
+		d.waiters = d.waiters[1:]
+		s.waiting--
+		handed <- struct{}{}
+		return
+	}
+	if d.active--; d.active <= 0 {
+		delete(s.dests, name)
+	}
+}
