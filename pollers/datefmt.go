@@ -254,10 +254,13 @@ func (f DateFormat) Parse(value string, loc *time.Location) (time.Time, error) {
 				nsec = n
 				continue
 			}
-			if len(text) > 9 {
+			// Leading zeros are padding (Format pads a run of n letters to
+			// n digits); more than 9 significant digits is out of range.
+			significant := strings.TrimLeft(text, "0")
+			if len(significant) > 9 {
 				return fail("%s %s out of range", letterName(it.letter), text)
 			}
-			n, _ := strconv.Atoi(text)
+			n, _ := strconv.Atoi("0" + significant)
 			switch it.letter {
 			case 'y':
 				year = n
@@ -423,7 +426,8 @@ func matchName(s string, long, short []string) (int, int) {
 }
 
 // parseZoneAt reads a zone at s[p:]: "Z", ±HH, ±HHMM, ±HH:MM, GMT±HH:MM, an
-// abbreviation or an IANA name.
+// abbreviation or an IANA name. Letters followed by '/' or '_' that do not
+// begin an IANA name are read alone ("Z" of "Z/P1D", an ISO 8601 interval).
 func parseZoneAt(s string, p int) (*time.Location, int, error) {
 	if p >= len(s) {
 		return nil, p, errors.New("missing zone at end of value")
@@ -440,20 +444,20 @@ func parseZoneAt(s string, p int) (*time.Location, int, error) {
 		return nil, p, fmt.Errorf("expected a zone at position %d", p+1)
 	}
 	e := p
-	for e < len(s) && (isASCIILetter(s[e]) || s[e] == '/' || s[e] == '_') {
+	for e < len(s) && isASCIILetter(s[e]) {
 		e++
 	}
 	name := s[p:e]
-	if strings.Contains(name, "/") {
-		for e < len(s) && (isASCIILetter(s[e]) || isDigit(s[e]) || strings.IndexByte("/_+-", s[e]) >= 0) {
-			e++
+	unknown := name // the name an error gives
+	if e < len(s) && (s[e] == '/' || s[e] == '_') {
+		iana := e
+		for iana < len(s) && (isASCIILetter(s[iana]) || isDigit(s[iana]) || strings.IndexByte("/_+-", s[iana]) >= 0) {
+			iana++
 		}
-		name = s[p:e]
-		loc, err := loadLocation(name)
-		if err != nil {
-			return nil, p, fmt.Errorf("unknown zone %q at position %d", name, p+1)
+		unknown = s[p:iana]
+		if loc, err := loadLocation(unknown); err == nil {
+			return loc, iana, nil
 		}
-		return loc, e, nil
 	}
 	upper := strings.ToUpper(name)
 	if (upper == "GMT" || upper == "UTC" || upper == "UT") && e < len(s) && (s[e] == '+' || s[e] == '-') {
@@ -479,7 +483,7 @@ func parseZoneAt(s string, p int) (*time.Location, int, error) {
 	}
 	loc, err := loadLocation(name)
 	if err != nil {
-		return nil, p, fmt.Errorf("unknown zone %q at position %d", name, p+1)
+		return nil, p, fmt.Errorf("unknown zone %q at position %d", unknown, p+1)
 	}
 	return loc, e, nil
 }
@@ -716,6 +720,17 @@ func parseEpoch(s string, unit epochUnit) (time.Time, error) {
 // digits, other runs of y the year padded to their length; MMM and EEE write
 // English names. Epoch formats write integers (seconds round down). The zero
 // DateFormat writes "".
+//
+// Parse reads the output back, for years 0-9999, to the precision written
+// (yy through the two-digit-year window, h or K without a as AM, Parse's
+// defaults for fields the pattern lacks), unless the pattern is ambiguous:
+// a number directly followed by a digit, or by another number without a
+// fixed width (yyyy, or two letters for the other fields); letters
+// directly after a name (MMM, E, a, z); '+', '-', Z or X directly after z;
+// a number or ':' directly after a single X; or a z whose zone
+// abbreviation Parse does not know or reads as another offset (it knows
+// GMT+hh:mm, GMT, UTC, the US zones, WET to EEST, MSK, IST as India, SGT,
+// HKT, JST, KST, AEST and AEDT).
 func (f DateFormat) Format(t time.Time) string {
 	switch f.epoch {
 	case epochMillis:

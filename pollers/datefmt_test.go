@@ -169,6 +169,59 @@ func TestDateFormatParseRejectsBadValues(t *testing.T) {
 	}
 }
 
+// Found by FuzzDateFormatRoundTrip (seed regression_ten_digit_hour): Format
+// pads a run of ten K to ten digits, which Parse refused as out of range.
+func TestDateFormatParseReadsZeroPaddedRunsLongerThanNineDigits(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ pattern, value, want string }{
+		{"KKKKKKKKKK", "0000000011", "1970-01-01T11:00:00Z"},
+		{"yyyyyyyyyyyy-MM-dd", "000000002020-11-22", "2020-11-22T00:00:00Z"},
+		{"dddddddddddd/MM/yyyy", "000000000022/11/2020", "2020-11-22T00:00:00Z"},
+	} {
+		f, err := ParseDateFormat(c.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.Parse(c.value, nil)
+		if err != nil || got.Format(time.RFC3339Nano) != c.want {
+			t.Errorf("Parse(%q) with %q = %v, %v; want %s", c.value, c.pattern, got, err, c.want)
+		}
+		if back, err := f.Parse(f.Format(got), nil); err != nil || !back.Equal(got) {
+			t.Errorf("%q: Format = %q, Parse = %v, %v", c.pattern, f.Format(got), back, err)
+		}
+	}
+	f, _ := ParseDateFormat("yyyyyyyyyyyy")
+	want := `date "001234567890" does not match "yyyyyyyyyyyy": year 001234567890 out of range`
+	if _, err := f.Parse("001234567890", nil); err == nil || err.Error() != want {
+		t.Errorf("ten significant digits: error %v, want %s", err, want)
+	}
+}
+
+// Found by FuzzDateFormatRoundTrip (seed regression_utc_z_before_slash): a
+// zone followed by '/' was read as an IANA name, so "Z/..." (an ISO 8601
+// interval, or a pattern's literal '/') failed as unknown zone "Z/...".
+func TestDateFormatParseReadsAZoneBeforeASlash(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ pattern, value, want string }{
+		{"yyyy-MM-dd'T'HH:mm:ssX", "2020-11-22T07:35:27Z/2020-11-23T00:00:00Z", "2020-11-22T07:35:27Z"},
+		{"yyyy-MM-dd'T'HH:mm:ssX'/P1D'", "2020-11-22T07:35:27Z/P1D", "2020-11-22T07:35:27Z"},
+		{"X'A/'", "ZA/", "1970-01-01T00:00:00Z"},
+		{"yyyy-MM-dd HH:mm z", "2020-07-01 10:00 PDT/PST", "2020-07-01T10:00:00-07:00"},
+		{"yyyy-MM-dd HH:mm z", "2020-07-01 10:00 UTC_x", "2020-07-01T10:00:00Z"},
+		{"yyyy-MM-dd HH:mm z", "2020-07-01 10:00 America/New_York", "2020-07-01T10:00:00-04:00"},
+		{"yyyy-MM-dd HH:mm z", "2020-07-01 10:00 Etc/GMT+5", "2020-07-01T10:00:00-05:00"},
+	} {
+		f, err := ParseDateFormat(c.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.Parse(c.value, nil)
+		if err != nil || got.Format(time.RFC3339Nano) != c.want {
+			t.Errorf("Parse(%q) with %q = %v, %v; want %s", c.value, c.pattern, got, err, c.want)
+		}
+	}
+}
+
 func TestTwoDigitYearsFallInJavasCenturyWindow(t *testing.T) {
 	t.Parallel()
 	start := time.Date(1946, 6, 1, 0, 0, 0, 0, time.UTC) // now = 2026-06-01
