@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // env builds a getenv from pairs.
@@ -534,8 +537,9 @@ func TestConcurrentFirstStartsAgreeOnTheSecrets(t *testing.T) {
 	}
 }
 
-// FuzzSettingsFile checks that no settings file makes loading panic, and that
-// whatever loads is valid.
+// FuzzSettingsFile loads the poller's settings from a fuzzed --config file.
+// No file makes loading panic; every line of an error names the file; a
+// secret's value is never quoted in an error; whatever loads is valid.
 func FuzzSettingsFile(f *testing.F) {
 	for _, name := range []string{"testdata/good.yml", "testdata/schedule_order.bad.yml", "testdata/mapping.bad.yml"} {
 		data, err := os.ReadFile(name)
@@ -546,32 +550,80 @@ func FuzzSettingsFile(f *testing.F) {
 	}
 	f.Add([]byte("retry-schedule: [1s, *a]\nx: &a 2s"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p := &Poller{}
-		s := pollerSettings(p)
-		entries, err := parseYAML("fuzz.yml", data)
+		path := filepath.Join(t.TempDir(), "settings.yml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p, err := LoadPoller([]string{"--config", path}, env())
 		if err != nil {
+			for line := range strings.Lines(err.Error()) {
+				if !strings.Contains(line, path) {
+					t.Fatalf("error line %q does not name the file", line)
+				}
+			}
+			for _, v := range secretValues(data) {
+				if strings.Contains(err.Error(), strconv.Quote(v)) {
+					t.Fatalf("error %q quotes the secret %q", err, v)
+				}
+			}
 			return
 		}
-		for _, kv := range entries {
-			st := s.lookup(kv.key)
-			if st == nil {
-				continue
-			}
-			raw, set, err := yamlRaw(st, kv.value)
-			if err != nil || !set {
-				continue
-			}
-			if err := st.apply(raw); err != nil {
-				continue
-			}
+		if len(p.RetrySchedule) == 0 || p.RetrySchedule[0] <= 0 {
+			t.Fatalf("accepted schedule %v", p.RetrySchedule)
 		}
 		for i := 1; i < len(p.RetrySchedule); i++ {
-			if p.RetrySchedule[i] <= p.RetrySchedule[i-1] || p.RetrySchedule[0] <= 0 {
+			if p.RetrySchedule[i] <= p.RetrySchedule[i-1] {
 				t.Fatalf("accepted schedule %v", p.RetrySchedule)
 			}
 		}
 		if p.SecretKey != nil && len(p.SecretKey) != SecretKeySize {
 			t.Fatalf("accepted a %d-byte key", len(p.SecretKey))
 		}
+		for _, s := range []string{p.OrgSecret, p.UserSecret} {
+			if _, err := parseAPISecret(s); s != "" && err != nil {
+				t.Fatalf("accepted the secret %q: %v", s, err)
+			}
+		}
+		if p.MinRefreshInterval <= 0 || p.DeliveryTimeout <= 0 || p.Replicas < 1 {
+			t.Fatalf("accepted %+v", p)
+		}
 	})
+}
+
+// secretValues returns the values of the secret settings in a YAML
+// settings file that no other key or value of the file contains, so that an
+// error quoting one of them can only be quoting the secret.
+func secretValues(data []byte) []string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	var scalars []string
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode {
+			scalars = append(scalars, n.Value)
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&doc)
+	var out []string
+	root := doc.Content[0].Content
+	for i := 0; i+1 < len(root); i += 2 {
+		if !slices.Contains(secretNames, root[i].Value) || root[i+1].Kind != yaml.ScalarNode || len(root[i+1].Value) < 4 {
+			continue
+		}
+		v, n := root[i+1].Value, 0
+		for _, s := range scalars {
+			if strings.Contains(s, v) {
+				n++
+			}
+		}
+		if n == 1 {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -371,7 +371,8 @@ func TestApplyPatchConvertsLegacyURLsResourceByResource(t *testing.T) {
 }
 
 // FuzzApplyPatch: no body makes ApplyPatch panic or change the current
-// instance, and an accepted patch gives an instance Derive agrees with.
+// instance; every problem has a message and, in a JSON object, names its
+// field; an accepted patch gives an instance Derive agrees with.
 func FuzzApplyPatch(f *testing.F) {
 	for _, seed := range []string{
 		`{}`, `{"name": "x", "tags": ["a"], "disabled": "true"}`,
@@ -394,6 +395,7 @@ func FuzzApplyPatch(f *testing.F) {
 			if next != nil {
 				t.Fatal("problems and an instance")
 			}
+			checkProblemsNameFields(t, body, probs)
 			return
 		}
 		check := next.Clone()
