@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidwall/gjson"
 
@@ -325,15 +324,7 @@ func waitUntil(b *testing.B, within time.Duration, cond func() bool) {
 // its POLLHOOK_NOTIFY message's timestamp.
 func notifyTimestamps(b *testing.B, natsURL string) map[string]time.Time {
 	b.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	js := jetStreamAt(b, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	stream, err := js.Stream(ctx, dispatch.NotifyStream)

@@ -138,15 +138,7 @@ func clusterURLs(nodes []*natsNode) string {
 // leader is elected).
 func waitForJetStream(t *testing.T, urls string) {
 	t.Helper()
-	nc, err := nats.Connect(urls, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, urls)
 	waitFor(t, 60*time.Second, "JetStream of the NATS cluster", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -297,19 +289,27 @@ func TestClusterLosesNothingWhenALeadingPollerADispatcherAndANATSNodeDie(t *test
 	t.Log("\n" + report.String())
 }
 
+// jetStreamAt connects to the NATS servers at urls (reconnecting as they
+// come and go) until tb ends.
+func jetStreamAt(tb testing.TB, urls string) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(urls, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js
+}
+
 // checkReplicas fails t unless every pollhook stream and bucket has want
 // replicas.
 func checkReplicas(t *testing.T, urls string, want int) {
 	t.Helper()
-	nc, err := nats.Connect(urls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, urls)
 	names := js.StreamNames(t.Context())
 	n := 0
 	for name := range names.Name() {

@@ -2,7 +2,6 @@ package pollers
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -130,24 +129,8 @@ func TestOnlyTheLeaderPublishesAndANewLeaderMissesNoSlot(t *testing.T) {
 	time.Sleep(5 * interval)
 	stop2()
 
-	stream, err := js2.Stream(t.Context(), JobsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	slots := map[int64][]time.Time{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := stream.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var j Job
-		if err := json.Unmarshal(m.Data, &j); err != nil {
-			t.Fatal(err)
-		}
+	for _, j := range storedJobs(t, js2) {
 		slots[j.InstanceID] = append(slots[j.InstanceID], j.Slot)
 	}
 	for _, id := range ids {

@@ -340,6 +340,32 @@ func runLedScheduler(t *testing.T, js jetstream.JetStream, ti *testInstances, le
 	return s, stop
 }
 
+// storedJobs returns the jobs POLLHOOK_JOBS holds, in order.
+func storedJobs(t *testing.T, js jetstream.JetStream) []Job {
+	t.Helper()
+	stream, err := js.Stream(t.Context(), JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []Job
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := stream.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var j Job
+		if err := json.Unmarshal(m.Data, &j); err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
 type seenJob struct {
 	Job
 	msgID string
@@ -515,25 +541,9 @@ func TestTwoSchedulersPublishEachSlotOnce(t *testing.T) {
 	stop1()
 	stop2()
 
-	stream, err := js1.Stream(t.Context(), JobsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	slots := map[int64][]time.Time{}
 	seen := map[string]bool{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := stream.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var j Job
-		if err := json.Unmarshal(m.Data, &j); err != nil {
-			t.Fatal(err)
-		}
+	for _, j := range storedJobs(t, js1) {
 		key := JobMsgID(j.InstanceID, j.Slot)
 		if seen[key] {
 			t.Errorf("slot %s stored twice", key)
