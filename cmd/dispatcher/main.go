@@ -79,19 +79,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		onListen(ln.Addr().String())
 	}
 
+	var conn atomic.Pointer[natsConn] // set once connected
+	var stopping atomic.Bool
 	reg := prometheus.NewRegistry()
-	up := prometheus.NewGauge(prometheus.GaugeOpts{
+	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pollhook_dispatcher_up",
-		Help: "1 while the dispatcher is connected to NATS and taking work, 0 while it starts or stops.",
+		Help: "1 while the dispatcher is connected to NATS and taking work, 0 while it starts, stops or is disconnected.",
+	}, func() float64 {
+		if c := conn.Load(); c != nil && !stopping.Load() && c.nc.IsConnected() {
+			return 1
+		}
+		return 0
 	})
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		up,
 	)
-
-	var conn atomic.Pointer[natsConn] // set once connected
-	var stopping atomic.Bool
 	srv := &http.Server{
 		Handler:           routes(reg, &conn, &stopping),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -120,7 +124,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return exitFailed
 	}
 	conn.Store(&natsConn{nc: nc, js: js})
-	up.Set(1)
 	log.Info("dispatcher running", "metrics_listen", ln.Addr().String())
 
 	runCtx, cancelRun := context.WithCancel(ctx)
@@ -145,7 +148,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	// Stop taking work; in-flight deliveries finish or are handed back.
 	stopping.Store(true)
-	up.Set(0)
 	cancelRun()
 	if err := <-runErr; err != nil && code == exitOK {
 		log.Error("delivery", "error", err)
