@@ -429,7 +429,7 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 		return
 	}
 	dest := Destination(ep.CallbackURL)
-	probe, clean := false, true // clean: the destination had no failure to clear
+	probe := false
 	if dest != "" {
 		h, hrev, err := d.health(ctx, dest)
 		if err != nil {
@@ -437,7 +437,6 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		clean = h.Failures == 0 && !h.held() && h.ProbeUntil.IsZero()
 		if h.held() {
 			if !d.takeProbe(ctx, dest, h, hrev) {
 				d.park(ctx, msg, r, rev, destGroup(dest), ReasonDestinationUnavailable,
@@ -497,7 +496,7 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 	dec := Classify(res)
 	d.metrics.latency.WithLabelValues(dec.Outcome).Observe(elapsed.Seconds())
 	d.metrics.deliveries.WithLabelValues(dec.Outcome, dec.Reason).Inc()
-	d.settle(ctx, msg, r, rev, ep, dest, res, dec, probe, clean)
+	d.settle(ctx, msg, r, rev, ep, dest, res, dec, probe)
 }
 
 // attempt POSTs body to the endpoint once.
@@ -524,9 +523,7 @@ func (d *Dispatcher) attempt(ctx context.Context, ep Endpoint, eventID string, b
 }
 
 // settle records an attempt's outcome and acks the message.
-// clean says the destination's health, read before the attempt, had
-// nothing for a success to clear: a delivery then writes no health.
-func (d *Dispatcher) settle(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, ep Endpoint, dest string, res Result, dec Decision, probe, clean bool) {
+func (d *Dispatcher) settle(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, ep Endpoint, dest string, res Result, dec Decision, probe bool) {
 	end := d.store.now()
 	r.Attempts++
 	r.LastStatusCode, r.Excerpt, r.LeaseUntil = res.StatusCode, res.Excerpt, time.Time{}
@@ -538,8 +535,8 @@ func (d *Dispatcher) settle(ctx context.Context, msg jetstream.Msg, r *record, r
 			d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
 		}
 		_ = msg.Ack()
-		if dest != "" && !clean {
-			d.succeeded(ctx, dest)
+		if dest != "" {
+			d.succeeded(ctx, dest) // reads the health; writes only when there is something to clear
 		}
 		return
 	case OutcomeFailed:

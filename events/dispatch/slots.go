@@ -13,7 +13,8 @@ import (
 // ends, instead of going back to JetStream for DeferDelay: a burst to one
 // destination is then sent back to back. Waiting holds one of the
 // process's --concurrency slots, so at most maxWaiting notifications wait
-// at once, whatever their destinations: the others keep their slots.
+// at once, and at most half of PerDestination for one destination: a slow
+// destination cannot keep the others' slots waiting.
 type destSlots struct {
 	perDest    int
 	maxWaiting int
@@ -47,7 +48,7 @@ func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration
 		s.mu.Unlock()
 		return true
 	}
-	if wait <= 0 || s.waiting >= s.maxWaiting {
+	if wait <= 0 || s.waiting >= s.maxWaiting || len(d.waiters) >= max(s.perDest/2, 1) {
 		s.mu.Unlock()
 		return false
 	}

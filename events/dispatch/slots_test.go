@@ -8,10 +8,12 @@ import (
 
 func TestDestSlotsHandOverToTheOldestWaiterAndBoundTheWaiting(t *testing.T) {
 	t.Parallel()
-	s := newDestSlots(2, 2)
+	s := newDestSlots(4, 2)
 	ctx := context.Background()
-	if !s.acquire(ctx, "a", 0) || !s.acquire(ctx, "a", 0) {
-		t.Fatal("the first two slots were refused")
+	for range 4 {
+		if !s.acquire(ctx, "a", 0) {
+			t.Fatal("one of the first four slots was refused")
+		}
 	}
 	if s.acquire(ctx, "a", 0) {
 		t.Fatal("a third slot without waiting")
@@ -63,8 +65,9 @@ func TestDestSlotsHandOverToTheOldestWaiterAndBoundTheWaiting(t *testing.T) {
 	if waiting != 0 {
 		t.Errorf("%d waiters left", waiting)
 	}
-	s.release("a")
-	s.release("a")
+	for range 4 {
+		s.release("a")
+	}
 	s.release("b")
 	if len(s.dests) != 0 {
 		t.Errorf("destinations kept after every slot came back: %v", s.dests)
@@ -86,4 +89,22 @@ func waitUntilWaiting(t *testing.T, s *destSlots, n int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func TestDestSlotsLetHalfAsManyWaitAsADestinationHas(t *testing.T) {
+	t.Parallel()
+	s := newDestSlots(2, 8)
+	ctx := context.Background()
+	s.acquire(ctx, "a", 0)
+	s.acquire(ctx, "a", 0)
+	go s.acquire(ctx, "a", 5*time.Second)
+	waitUntilWaiting(t, s, 1)
+	began := time.Now()
+	if s.acquire(ctx, "a", 5*time.Second) {
+		t.Fatal("a second waiter for a destination of two slots got one")
+	}
+	if time.Since(began) > time.Second {
+		t.Error("the second waiter waited")
+	}
+	s.release("a") // to the waiter
 }
