@@ -160,11 +160,13 @@ func TestRedactURLsHidesCredentials(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"nats://a:secret@n1:4222, nats://tok3n@n2:4222,nats://n3:4222": "nats://****@n1:4222,nats://****@n2:4222,nats://n3:4222",
-		"a:secret@n1:4222":               "****@n1:4222",
-		"tok3n@n2:4222":                  "****@n2:4222",
-		"tls://u:p@ss@host:4443/path":    "tls://****@host:4443/path",
-		"nats://127.0.0.1:4222":          "nats://127.0.0.1:4222",
-		"wss://user:pw@example.com/nats": "wss://****@example.com/nats",
+		"a:secret@n1:4222":                "****@n1:4222",
+		"tok3n@n2:4222":                   "****@n2:4222",
+		"tls://u:p@ss@host:4443/path":     "tls://****@host:4443/path",
+		"nats://127.0.0.1:4222":           "nats://127.0.0.1:4222",
+		"wss://user:pw@example.com/nats":  "wss://****@example.com/nats",
+		"nats://app:ab/cd@nats:4222":      "nats://****@nats:4222",
+		"tok/en@nats:4222,nats://n2:4222": "****@nats:4222,nats://n2:4222",
 	} {
 		if got := RedactURLs(in); got != want {
 			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)

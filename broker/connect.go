@@ -180,9 +180,9 @@ func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
 }
 
 // RedactURLs hides the credentials in a comma-separated list of NATS
-// server URLs, for logs and errors: whatever stands before the last "@" of
-// a URL's authority (user and password, or a bare token), with or without
-// a scheme, becomes "****".
+// server URLs, for logs and errors: whatever stands before a URL's last
+// "@" (user and password, or a bare token), with or without a scheme,
+// becomes "****".
 func RedactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
@@ -191,12 +191,9 @@ func RedactURLs(urls string) string {
 		if !found {
 			scheme, rest = "", p
 		}
-		authority, path, hasPath := strings.Cut(rest, "/")
-		if at := strings.LastIndex(authority, "@"); at >= 0 {
-			p = "****" + authority[at:]
-			if hasPath {
-				p += "/" + path
-			}
+		// The last "@": a password or token may hold '/' or '@'.
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			p = "****" + rest[at:]
 			if found {
 				p = scheme + "://" + p
 			}
