@@ -43,3 +43,16 @@ func TestEnsureUpdatesAStreamWithoutLoweringItsReplicas(t *testing.T) {
 		t.Errorf("an invalid request took %v to fail", d)
 	}
 }
+
+func TestEnsureFailsAtOnceOnWhatNoRetryCures(t *testing.T) {
+	js := brokertest.JetStream(t)
+	began := time.Now()
+	// A single server cannot hold 3 replicas: an error of the server's
+	// configuration, not of the moment.
+	if _, err := broker.EnsureStream(t.Context(), js, jetstream.StreamConfig{Name: "ENSURE_R3", Subjects: []string{"r3.>"}, Replicas: 3}); err == nil {
+		t.Fatal("a 3-replica stream on one server was created")
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("took %v to fail, want at once", d)
+	}
+}
