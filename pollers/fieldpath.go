@@ -141,8 +141,8 @@ type Values struct {
 }
 
 // ReadValues reads record's values at paths (zero paths are skipped; more
-// than maxValuePaths are read by Get when asked). The first occurrence of
-// a duplicated key counts, as with Get.
+// than maxValuePaths are read by Get when asked). Values.Get answers what
+// FieldPath.Get would, duplicated keys included.
 func ReadValues(record string, paths ...FieldPath) Values {
 	v := Values{record: record}
 	for _, p := range paths {
@@ -188,5 +188,10 @@ func (v *Values) Get(p FieldPath) gjson.Result {
 	if p.rest == "" {
 		return v.vals[i]
 	}
-	return v.vals[i].Get(p.rest)
+	if r := v.vals[i].Get(p.rest); r.Exists() {
+		return r
+	}
+	// gjson goes on to a later duplicate of the first key when the rest of
+	// the path is missing in this one.
+	return p.Get(v.record)
 }

@@ -69,6 +69,8 @@ func TestValuesReadWhatGetReads(t *testing.T) {
 		`{"a": [1, 2, 3], "id": "s", "nested": {"deep": {"deeper": null}}}`,
 		`{}`,
 		`{"id": {"not": "scalar"}, "d": ["array"], "a": "string"}`,
+		`{"a": {"x": 1}, "a": {"b": [0, {"c": 2}]}, "a": "s"}`,
+		`{"a": "s", "a": [1, 2, 3], "d": 1, "d": 2}`,
 	}
 	paths := []string{"id", "a.b[1].c", "a.b[0]", "a[2]", "d", "dup", `['k.e"y']`, "[0]", "missing", "nested.deep.deeper", "a"}
 	for _, rec := range records {

@@ -80,25 +80,29 @@ func (l *Leadership) Run(ctx context.Context) {
 }
 
 // campaign takes the lease when no process holds it, and notices a lease
-// of this process that was lost.
+// of this process that was lost. The attempt runs outside the mutex, so
+// that IsLeader never waits for NATS.
 func (l *Leadership) campaign(ctx context.Context) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	if l.lease != nil && !l.lease.Lost() {
+		l.mu.Unlock()
+		return
+	}
 	if l.lease != nil {
-		if !l.lease.Lost() {
-			return
-		}
 		l.log.Warn("this process no longer leads the scheduler")
 		l.lease = nil
 		l.gauge.Set(0)
 	}
+	l.mu.Unlock()
 	lease, ok, err := l.locks.TryLockKey(context.WithoutCancel(ctx), leaderKey)
 	switch {
 	case err != nil:
 		l.log.Warn("cannot reach the leader lease", "error", err)
 	case ok:
+		l.mu.Lock()
 		l.lease = lease
 		l.gauge.Set(1)
+		l.mu.Unlock()
 		l.log.Info("this process leads the scheduler")
 	}
 }

@@ -2,9 +2,12 @@ package pollers
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -168,4 +171,47 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// failingJetStream refuses publishes while failing is set, as a stream
+// without a leader for a moment does.
+type failingJetStream struct {
+	jetstream.JetStream
+	failing atomic.Bool
+}
+
+func (f *failingJetStream) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if f.failing.Load() {
+		return nil, errors.New("JetStream system temporarily unavailable")
+	}
+	return f.JetStream.PublishMsg(ctx, msg, opts...)
+}
+
+func TestALeaderPublishesAgainTheSlotsItCouldNotPublish(t *testing.T) {
+	t.Parallel()
+	e := schedTestServer(t)
+	_, js := schedTestConn(t, e)
+	ti := newTestInstances(t, js)
+	fjs := &failingJetStream{JetStream: js}
+	s, _ := runScheduler(t, fjs, ti)
+	const interval = 200 * time.Millisecond
+	ti.put(31, Plan{Interval: interval, Active: true})
+	time.Sleep(3 * interval)
+	fjs.failing.Store(true)
+	outage := time.Now()
+	time.Sleep(5 * interval)
+	fjs.failing.Store(false)
+	if testutil.ToFloat64(s.m.published.WithLabelValues("error")) < 4 {
+		t.Fatalf("%v publishes failed during the outage, want one per slot", testutil.ToFloat64(s.m.published.WithLabelValues("error")))
+	}
+	time.Sleep(1500 * time.Millisecond) // a retry every second
+	var during int
+	for _, j := range storedJobs(t, js) {
+		if j.InstanceID == 31 && j.Slot.After(outage) && j.Slot.Before(outage.Add(5*interval)) {
+			during++
+		}
+	}
+	if during < 4 {
+		t.Errorf("%d of the ~5 slots due during the outage were published afterwards, want them all", during)
+	}
 }

@@ -131,7 +131,8 @@ type SchedulerConfig struct {
 // Every poller process runs one and keeps every slot, but only the leader
 // (SchedulerConfig.Leader) publishes. A follower keeps the slots that came
 // due in the last catchUpWindow and publishes them when it becomes leader,
-// so a leader's death costs no tick. A job's Nats-Msg-Id is "<instanceId>|
+// so a leader's death costs no tick; the leader keeps a job it could not
+// publish the same way and tries again every second. A job's Nats-Msg-Id is "<instanceId>|
 // <slot unix ms>", so the stream keeps one job per slot however many
 // schedulers publish it (within JobsDuplicateWindow): two leaders for a
 // moment, or a new leader catching up on slots the old one published,
@@ -358,22 +359,27 @@ func (s *Scheduler) loop(ctx context.Context, updates <-chan planUpdate) {
 	}
 }
 
-// due publishes the jobs that came due, and those missed while following,
-// when this process leads; otherwise it keeps them as missed.
+// due publishes the jobs that came due, and those missed before, when this
+// process leads; otherwise, and for a job whose publish failed, it keeps
+// them as missed (for catchUpWindow).
 func (s *Scheduler) due(ctx context.Context, jobs []Job) {
+	cut := s.now().Add(-catchUpWindow)
+	pending := slices.DeleteFunc(append(s.missed, jobs...), func(j Job) bool { return j.Slot.Before(cut) })
 	if s.leader != nil && s.leader.IsLeader(ctx) != nil {
-		cut := s.now().Add(-catchUpWindow)
-		s.missed = slices.DeleteFunc(append(s.missed, jobs...), func(j Job) bool { return j.Slot.Before(cut) })
+		s.missed = pending
 		return
 	}
-	for _, j := range append(s.missed, jobs...) {
-		s.publish(ctx, j)
-	}
 	s.missed = nil
+	for _, j := range pending {
+		if !s.publish(ctx, j) {
+			s.missed = append(s.missed, j)
+		}
+	}
 }
 
-// publish publishes one job, waiting at most 5 seconds for the ack.
-func (s *Scheduler) publish(ctx context.Context, j Job) {
+// publish publishes one job, waiting at most 5 seconds for the ack. It
+// reports whether the job is stored.
+func (s *Scheduler) publish(ctx context.Context, j Job) bool {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ack, err := PublishJob(ctx, s.js, j)
@@ -381,13 +387,15 @@ func (s *Scheduler) publish(ctx context.Context, j Job) {
 	case err != nil:
 		s.m.published.WithLabelValues("error").Inc()
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			s.log.Error("cannot publish poll job", "instance_id", j.InstanceID, "slot", j.Slot, "error", err)
+			s.log.Error("cannot publish poll job; retrying", "instance_id", j.InstanceID, "slot", j.Slot, "error", err)
 		}
+		return false
 	case ack.Duplicate:
 		s.m.published.WithLabelValues("duplicate").Inc()
 	default:
 		s.m.published.WithLabelValues("new").Inc()
 	}
+	return true
 }
 
 // JobsStream is the work queue of poll jobs: one message per instance and
