@@ -62,8 +62,7 @@
 // PerDestination attempts in flight per destination; a notification whose
 // destination is at that limit waits up to DeferDelay for a slot, handed
 // over by the attempt that ends (at most a quarter of the process's
-// --concurrency wait at once, at most PerDestination/2 for one
-// destination), else it is put back (a ticket ~DeferDelay
+// --concurrency wait at once), else it is put back (a ticket ~DeferDelay
 // later, its state unchanged) and its slot freed. After HoldAfter (5)
 // consecutive failed attempts (any non-2xx answer, timeout or connection
 // error; a 2xx or 410 resets the count) the destination is held, for all

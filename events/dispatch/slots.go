@@ -13,8 +13,10 @@ import (
 // ends, instead of going back to JetStream for DeferDelay: a burst to one
 // destination is then sent back to back. Waiting holds one of the
 // process's --concurrency slots, so at most maxWaiting notifications wait
-// at once, and at most half of PerDestination for one destination: a slow
-// destination cannot keep the others' slots waiting.
+// at once, whatever their destinations. A slow destination with a backlog
+// can keep that many waiting (each at most DeferDelay) besides its own
+// attempts; a cap per destination cost bursts to one destination their
+// latency (p99 from 50 ms to 700 ms in the end-to-end benchmark).
 type destSlots struct {
 	perDest    int
 	maxWaiting int
@@ -48,7 +50,7 @@ func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration
 		s.mu.Unlock()
 		return true
 	}
-	if wait <= 0 || s.waiting >= s.maxWaiting || len(d.waiters) >= max(s.perDest/2, 1) {
+	if wait <= 0 || s.waiting >= s.maxWaiting {
 		s.mu.Unlock()
 		return false
 	}

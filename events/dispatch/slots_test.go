@@ -90,21 +90,3 @@ func waitUntilWaiting(t *testing.T, s *destSlots, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-func TestDestSlotsLetHalfAsManyWaitAsADestinationHas(t *testing.T) {
-	t.Parallel()
-	s := newDestSlots(2, 8)
-	ctx := context.Background()
-	s.acquire(ctx, "a", 0)
-	s.acquire(ctx, "a", 0)
-	go s.acquire(ctx, "a", 5*time.Second)
-	waitUntilWaiting(t, s, 1)
-	began := time.Now()
-	if s.acquire(ctx, "a", 5*time.Second) {
-		t.Fatal("a second waiter for a destination of two slots got one")
-	}
-	if time.Since(began) > time.Second {
-		t.Error("the second waiter waited")
-	}
-	s.release("a") // to the waiter
-}
