@@ -19,8 +19,9 @@ import (
 // The chaos test runs a poller (with the embedded NATS server) and two
 // dispatcher processes against all four seed simulators while the
 // upstreams change their data, fail, answer late, truncated and malformed,
-// the webhook sinks fail, time out and answer 429, and the poller and the
-// dispatchers are killed with SIGKILL and restarted. At the end it compares
+// or hang up without an answer, the webhook sinks fail, time out and
+// answer 429, and the poller and the dispatchers are killed with SIGKILL
+// and restarted. At the end it compares
 // what the sinks accepted with the simulators' ledgers.
 //
 // It runs for chaosEnv (a Go duration, e.g. POLLHOOK_CHAOS=10m), 40 s by
@@ -115,7 +116,7 @@ func TestChaosLosesNoChangeAndInventsNone(t *testing.T) {
 	every(300*time.Millisecond, 900*time.Millisecond, infiniaChanges(infinia))
 	every(2*time.Second, 5*time.Second, func() {
 		faults.Add(1)
-		switch rand.IntN(10) {
+		switch rand.IntN(12) {
 		case 0:
 			keap.FailNext(1+rand.IntN(3), []int{500, 502, 503}[rand.IntN(3)])
 		case 1:
@@ -137,6 +138,10 @@ func TestChaosLosesNoChangeAndInventsNone(t *testing.T) {
 			infinia.FailNext(1, 503)
 		case 9:
 			infinia.SetLatency(time.Duration(rand.IntN(1500)) * time.Millisecond)
+		case 10:
+			keap.HangUpNext(1 + rand.IntN(2))
+		case 11:
+			[]func(int){finfo.HangUpNext, infusion.HangUpNext, infinia.HangUpNext}[rand.IntN(3)](1)
 		}
 	})
 

@@ -342,6 +342,10 @@ func (f *Finfo) SetLatency(d time.Duration) { f.faults.setLatency(d) }
 // 503). It replaces a previous FailNext.
 func (f *Finfo) FailNext(n, status int) { f.faults.failNext(n, status) }
 
+// HangUpNext makes the next n requests lose their connection unanswered
+// (an upstream that dies mid-request, or a proxy that gives up).
+func (f *Finfo) HangUpNext(n int) { f.faults.hangUpNext(n) }
+
 // FailNextToken makes the next n token requests fail with status and an
 // OAuth error body (after the reuse check, which still counts them).
 func (f *Finfo) FailNextToken(n, status int) { f.faults.failNextToken(n, status) }
@@ -435,7 +439,7 @@ func (f *Finfo) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	idx := f.requests.add(FinfoRequest{
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, At: time.Now(), Endpoint: "other",
 	})
-	if !f.faults.wait(r, f.closed) {
+	if !f.faults.wait(w, r, f.closed) {
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

@@ -338,6 +338,10 @@ func (s *Infinia) FailNextCode(n int, code, message string) {
 // status, before any envelope check.
 func (s *Infinia) FailNext(n, status int) { s.faults.failNext(n, status) }
 
+// HangUpNext makes the next n requests lose their connection unanswered
+// (an upstream that dies mid-request, or a proxy that gives up).
+func (s *Infinia) HangUpNext(n int) { s.faults.hangUpNext(n) }
+
 // ClearFaults removes FailNextCode, FailNext and the latency.
 func (s *Infinia) ClearFaults() {
 	s.faults.clear()
@@ -376,7 +380,7 @@ func (s *Infinia) ResetRequests() { s.requests.reset() }
 
 func (s *Infinia) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	idx := s.requests.add(InfiniaRequest{Method: r.Method, Path: r.URL.Path, At: time.Now()})
-	if !s.faults.wait(r, s.closed) {
+	if !s.faults.wait(w, r, s.closed) {
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

@@ -317,6 +317,10 @@ func (s *Infusion) TruncateNext(n int) { s.faults.truncateNext(n) }
 // with an HTML body. As with TruncateNext the cursor has moved.
 func (s *Infusion) MalformNext(n int) { s.faults.malformNext(n) }
 
+// HangUpNext makes the next n requests lose their connection unanswered
+// (an upstream that dies mid-request, or a proxy that gives up).
+func (s *Infusion) HangUpNext(n int) { s.faults.hangUpNext(n) }
+
 // SetRetryAfter sets the Retry-After value of injected 429 and 503 answers
 // ("" = none). Rate-limit 429s always carry "1".
 func (s *Infusion) SetRetryAfter(v string) { s.faults.setRetryAfter(v) }
@@ -421,7 +425,7 @@ func (s *Infusion) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, At: now,
 		License: r.Header.Get("licenseuuid"), Session: r.Header.Get("sessionuuid"),
 	})
-	if !s.faults.wait(r, s.closed) {
+	if !s.faults.wait(w, r, s.closed) {
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

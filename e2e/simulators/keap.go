@@ -299,6 +299,10 @@ func (k *Keap) TruncateNext(n int) { k.faults.truncateNext(n) }
 // a misbehaving proxy serves).
 func (k *Keap) MalformNext(n int) { k.faults.malformNext(n) }
 
+// HangUpNext makes the next n requests lose their connection unanswered
+// (an upstream that dies mid-request, or a proxy that gives up).
+func (k *Keap) HangUpNext(n int) { k.faults.hangUpNext(n) }
+
 // SetRetryAfter sets the Retry-After header value sent with injected 429
 // and 503 responses ("" = none; e.g. "1" or an HTTP date).
 func (k *Keap) SetRetryAfter(v string) { k.faults.setRetryAfter(v) }
@@ -442,7 +446,7 @@ func (k *Keap) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			k.mu.Unlock()
 		}()
 	}
-	if !k.faults.wait(r, k.closed) {
+	if !k.faults.wait(w, r, k.closed) {
 		return
 	}
 

@@ -848,3 +848,24 @@ func TestKeapCountsConcurrentAPIRequests(t *testing.T) {
 		t.Errorf("MaxConcurrentAPIRequests = %d after 3 overlapping requests, want 3", n)
 	}
 }
+
+func TestKeapHangsUpWithoutAnAnswer(t *testing.T) {
+	k := simulators.NewKeap(t)
+	tok := k.IssueToken()
+	k.HangUpNext(1)
+	get := func() error {
+		req, _ := http.NewRequest(http.MethodGet, k.BaseURL()+"/contacts", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(); err == nil {
+		t.Fatal("a hung-up request got an answer")
+	}
+	if err := get(); err != nil {
+		t.Fatalf("the next request: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ type faults struct {
 	token      countdown // the next token requests fail
 	truncate   int       // the next successful answers are cut in half
 	malform    int       // the next successful answers are HTML
+	hangUp     int       // the next requests' connections are closed unanswered
 }
 
 // countdown fails the next n requests with status.
@@ -40,12 +41,13 @@ func (f *faults) failNextToken(n, status int) {
 }
 func (f *faults) truncateNext(n int) { f.mu.Lock(); f.truncate = n; f.mu.Unlock() }
 func (f *faults) malformNext(n int)  { f.mu.Lock(); f.malform = n; f.mu.Unlock() }
+func (f *faults) hangUpNext(n int)   { f.mu.Lock(); f.hangUp = n; f.mu.Unlock() }
 
 // clear removes every pending fault, the latency and the Retry-After value.
 func (f *faults) clear() {
 	f.mu.Lock()
 	f.latency, f.retryAfter = 0, ""
-	f.next, f.token, f.truncate, f.malform = countdown{}, countdown{}, 0, 0
+	f.next, f.token, f.truncate, f.malform, f.hangUp = countdown{}, countdown{}, 0, 0, 0
 	f.mu.Unlock()
 }
 
@@ -92,12 +94,24 @@ func (f *faults) corrupt(body []byte) []byte {
 	return body
 }
 
-// wait delays an answer by the latency; false when the client or the
-// simulator (closed) gave up first.
-func (f *faults) wait(r *http.Request, closed <-chan struct{}) bool {
+// wait applies a pending HangUpNext (the connection is closed, no answer:
+// what a client sees of an upstream that dies or a proxy that gives up)
+// and delays an answer by the latency. It returns false when there is
+// nothing to answer: hung up, or the client or the simulator (closed) gave
+// up first.
+func (f *faults) wait(w http.ResponseWriter, r *http.Request, closed <-chan struct{}) bool {
 	f.mu.Lock()
-	d := f.latency
+	d, hangUp := f.latency, f.hangUp > 0
+	if hangUp {
+		f.hangUp--
+	}
 	f.mu.Unlock()
+	if hangUp {
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return false
+	}
 	if d <= 0 {
 		return true
 	}
