@@ -167,6 +167,7 @@ func ParseCreate(body []byte, rules Rules) (*Instance, *ProviderData, []FieldErr
 	}
 	refreshSent := hasValue(in.Configuration, KeyRefreshInterval)
 	checkRules(in, rules, &p, refreshSent, true)
+	checkCredentials(in, rules, &p)
 
 	if len(p) > 0 {
 		return nil, nil, p
@@ -394,6 +395,11 @@ func checkRules(in *Instance, rules Rules, p *problems, refreshSent, checkCallba
 			}
 		}
 	}
+}
+
+// checkCredentials adds what rules.CheckCredentials finds wrong with in's
+// upstream credentials, when nothing else is wrong.
+func checkCredentials(in *Instance, rules Rules, p *problems) {
 	if len(*p) > 0 || rules.CheckCredentials == nil || rules.Registry == nil {
 		return
 	}

@@ -71,7 +71,8 @@ func ApplyPatch(current *Instance, body []byte, rules Rules) (*Instance, *Provid
 
 	var legacy map[string]bool
 	resourcesRemoved := false
-	if v, ok := obj["configuration"]; ok {
+	v, configSent := obj["configuration"]
+	if configSent {
 		cfg, isObj := v.(map[string]any)
 		if !isObj {
 			p.add("configuration", "must be an object of the keys to change (null removes a key), got %s", describe(v))
@@ -89,6 +90,9 @@ func ApplyPatch(current *Instance, body []byte, rules Rules) (*Instance, *Provid
 	p = appendFollowing(p, relabelLegacy(next.derive(def), legacy))
 	callbackChanged := next.CallbackURL != current.CallbackURL || (next.EventsEnabled && !current.EventsEnabled)
 	checkRules(next, rules, &p, hasValue(next.Configuration, KeyRefreshInterval), callbackChanged)
+	if configSent { // a PATCH without configuration (e.g. disabled) never fails on stored credentials
+		checkCredentials(next, rules, &p)
+	}
 	if len(p) > 0 {
 		return nil, nil, p
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pollhook/pollhook/connectors"
 )
 
 // patchBase is a stored generic instance with an api key, a signature key
@@ -406,4 +408,19 @@ func FuzzApplyPatch(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestApplyPatchChecksCredentialsOnlyWhenConfigurationIsSent(t *testing.T) {
+	cur := patchBase(t)
+	rules := parseRules(t)
+	rules.CheckCredentials = func(*connectors.Definition, map[string]any) []connectors.Problem {
+		return []connectors.Problem{{Field: "api.key", Message: "no longer accepted"}}
+	}
+	if _, _, probs := ApplyPatch(cur, []byte(`{"disabled": true}`), rules); len(probs) != 0 {
+		t.Errorf("disabling an instance whose stored credentials fail the check: %+v, want no problem", probs)
+	}
+	_, _, probs := ApplyPatch(cur, []byte(`{"configuration": {"api.key": "key-2"}}`), rules)
+	if len(probs) != 1 || probs[0].Field != "configuration.api.key" {
+		t.Errorf("a PATCH of the configuration: %+v, want the credentials' problem", probs)
+	}
 }
