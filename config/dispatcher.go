@@ -93,6 +93,10 @@ func (d *Dispatcher) LogValue() slog.Value {
 		slog.String("retry_schedule", formatSchedule(d.RetrySchedule)),
 		slog.Duration("delivery_timeout", d.DeliveryTimeout),
 		slog.Bool("block_private_callbacks", d.BlockPrivateCallbacks),
+		slog.Duration("event_retention", d.EventRetention),
+		slog.Duration("deadletter_retention", d.DeadletterRetention),
+		slog.Int("replicas", d.Replicas),
+		slog.String("connectors_dir", d.ConnectorsDir),
 		slog.String("log_level", d.LogLevel.String()),
 		slog.String("config", d.ConfigFile),
 	)
