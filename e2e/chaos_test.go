@@ -292,7 +292,7 @@ func (tg *chaosTarget) accepted(t *testing.T) (byKey map[string]int, idsOf map[s
 		}
 		n := parseNotification(t, d.Body)
 		for i, e := range n.Message.Events {
-			key := chaosKey(e)
+			key := e.key()
 			byKey[key]++
 			if idsOf[key] == nil {
 				idsOf[key] = map[string]bool{}
@@ -365,13 +365,6 @@ func (tg *chaosTarget) check(t *testing.T) {
 	}
 }
 
-// chaosKey is a change's key as the sink sees it: type, resource, object
-// id and event date (every version of a record has its own date in all
-// four simulators).
-func chaosKey(e notifiedEvent) string {
-	return e.EventType + " " + e.ObjectType + " " + e.ObjectID + " " + e.Date
-}
-
 // ledgerEntry is one change of a window-polled upstream, by record.
 type ledgerEntry struct {
 	record  string // objectType + " " + objectId
@@ -420,7 +413,7 @@ func infusionExpectation(inf *simulators.Infusion, created time.Time, kills []ti
 		if date.Before(created) {
 			continue
 		}
-		key := fmt.Sprintf("%s %s %s %s", strings.ToUpper(string(v.Kind)), v.Resource, v.UUID, date.UTC().Format(millisUTC))
+		key := changeKey(eventType(v.Kind), v.Resource, v.UUID, date.UTC().Format(millisUTC))
 		e.allowed[key] = v.Record
 		if slices.ContainsFunc(kills, func(k time.Time) bool { return !v.At.After(k) && k.Sub(v.At) < 5*time.Second }) {
 			cut[key] = true
@@ -439,21 +432,12 @@ func infusionExpectation(inf *simulators.Infusion, created time.Time, kills []ti
 	return e
 }
 
-// millisUTC is how pollhook writes an event date read with millisecond
-// precision (RFC 3339 in UTC).
-const millisUTC = "2006-01-02T15:04:05.000Z07:00"
-
-// ledgerKey is the key of a window-polled change.
-func ledgerKey(kind simulators.ChangeKind, objectType, objectID, date string) string {
-	return strings.ToUpper(string(kind)) + " " + objectType + " " + objectID + " " + date
-}
-
 func keapLedger(k *simulators.Keap) []ledgerEntry {
 	var out []ledgerEntry
 	for _, c := range k.Changes() {
 		out = append(out, ledgerEntry{
 			record: c.Resource + " " + c.IDString(), deleted: c.Kind == simulators.Deleted,
-			key: ledgerKey(c.Kind, c.Resource, c.IDString(), c.LastUpdated.UTC().Format(millisUTC)), body: c.Record,
+			key: changeKey(eventType(c.Kind), c.Resource, c.IDString(), c.LastUpdated.UTC().Format(millisUTC)), body: c.Record,
 		})
 	}
 	return out
@@ -464,7 +448,7 @@ func finfoLedger(f *simulators.Finfo) []ledgerEntry {
 	for _, c := range f.Changes() {
 		out = append(out, ledgerEntry{
 			record: "articles " + c.IDString(), deleted: c.Kind == simulators.Deleted,
-			key: ledgerKey(c.Kind, "articles", c.IDString(), c.LastModified.UTC().Format(millisUTC)), body: c.Record,
+			key: changeKey(eventType(c.Kind), "articles", c.IDString(), c.LastModified.UTC().Format(millisUTC)), body: c.Record,
 		})
 	}
 	return out
@@ -475,7 +459,7 @@ func infiniaLedger(s *simulators.Infinia) []ledgerEntry {
 	for _, c := range s.Changes() {
 		out = append(out, ledgerEntry{
 			record: c.Resource + " " + c.ID,
-			key:    ledgerKey(c.Kind, c.Resource, c.ID, c.UpdateTime.UTC().Format(time.RFC3339)), body: c.Record,
+			key:    changeKey(eventType(c.Kind), c.Resource, c.ID, c.UpdateTime.UTC().Format(time.RFC3339)), body: c.Record,
 		})
 	}
 	return out

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pollhook/pollhook/e2e/simulators"
 )
 
 // This file holds what the seed connector tests share: creating an
@@ -54,14 +56,26 @@ type sinkChange struct {
 	Record map[string]any
 }
 
-// Key is "EVENTTYPE objectType objectId" and the record's field version
-// (e.g. " v3") when versionField is not "".
-func (c sinkChange) Key(versionField string) string {
-	key := c.EventType + " " + c.ObjectType + " " + c.ObjectID
-	if versionField != "" {
-		key += fmt.Sprintf(" v%v", c.Record[versionField])
-	}
-	return key
+// changeKey names one change for comparing a sink with a ledger:
+// "EVENTTYPE objectType objectId dateOrVersion".
+func changeKey(eventType, objectType, objectID, dateOrVersion string) string {
+	return eventType + " " + objectType + " " + objectID + " " + dateOrVersion
+}
+
+// eventType is a simulator's kind of change as pollhook names it.
+func eventType(k simulators.ChangeKind) string { return strings.ToUpper(string(k)) }
+
+// millisUTC is how pollhook writes an event date read with millisecond
+// precision (RFC 3339 in UTC).
+const millisUTC = "2006-01-02T15:04:05.000Z07:00"
+
+// key is the change's key by its event date (every version of a record has
+// its own date in all four simulators).
+func (e notifiedEvent) key() string { return changeKey(e.EventType, e.ObjectType, e.ObjectID, e.Date) }
+
+// versionKey is the change's key by the record's versionField.
+func (c sinkChange) versionKey(versionField string) string {
+	return changeKey(c.EventType, c.ObjectType, c.ObjectID, fmt.Sprint("v", c.Record[versionField]))
 }
 
 // changes returns every change in the notifications the sink accepted, by

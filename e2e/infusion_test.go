@@ -112,9 +112,9 @@ func TestInfusionDeltaSyncDeliversEveryServedVersionOnceAcrossANewSession(t *tes
 		if eventDate[v.Change].Before(created) {
 			continue
 		}
-		want[fmt.Sprintf("%s %s %s v%d", strings.ToUpper(string(v.Kind)), v.Resource, v.UUID, v.Version)] = v.Record
+		want[changeKey(eventType(v.Kind), v.Resource, v.UUID, fmt.Sprint("v", v.Version))] = v.Record
 	}
-	s.expectLedger(t, field("uuid"), func(c sinkChange) string { return c.Key("versionNumber") }, want)
+	s.expectLedger(t, field("uuid"), func(c sinkChange) string { return c.versionKey("versionNumber") }, want)
 	if n := inf.Throttled(); n != 0 {
 		t.Errorf("pollhook drew %d 429s from Infusion's 10 requests/s limit", n)
 	}
