@@ -116,15 +116,7 @@ func TestReadJSONBodyRefusesLargeAndNonJSONBodies(t *testing.T) {
 		{"over 1 MiB", "application/json", `"` + strings.Repeat("x", MaxBody) + `"`, 413},
 	}
 	for _, tt := range tests {
-		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
-		if tt.contentType != "" {
-			r.Header.Set("Content-Type", tt.contentType)
-		}
-		_, err := ReadJSONBody(httptest.NewRecorder(), r)
-		status := 0
-		if err != nil {
-			status = err.(*Error).Status
-		}
+		status, err := readBodyStatus(tt.body, tt.contentType)
 		if status != tt.wantStatus {
 			t.Errorf("%s: status %d (%v), want %d", tt.name, status, err, tt.wantStatus)
 		}
@@ -152,13 +144,7 @@ func TestReadJSONBodyRefusesBodiesNestedDeeperThanMaxDepth(t *testing.T) {
 		{"deep inside a valid body", `{"name":"x","configuration":{"k":` + nested(5000, "[", "]") + `}}`, 400},
 	}
 	for _, tt := range tests {
-		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
-		r.Header.Set("Content-Type", "application/json")
-		_, err := ReadJSONBody(httptest.NewRecorder(), r)
-		status := 0
-		if err != nil {
-			status = err.(*Error).Status
-		}
+		status, err := readBodyStatus(tt.body, "application/json")
 		if status != tt.wantStatus {
 			t.Errorf("%s: status %d (%v), want %d", tt.name, status, err, tt.wantStatus)
 		}
@@ -181,4 +167,18 @@ func TestRoutesListsEveryRegisteredMethodAndPattern(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Routes() = %v, want %v", got, want)
 	}
+}
+
+// readBodyStatus POSTs body with contentType (none when "") through
+// ReadJSONBody and returns the status of its error (0 when none).
+func readBodyStatus(body, contentType string) (int, error) {
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	_, err := ReadJSONBody(httptest.NewRecorder(), r)
+	if err != nil {
+		return err.(*Error).Status, err
+	}
+	return 0, nil
 }

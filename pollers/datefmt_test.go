@@ -178,14 +178,7 @@ func TestDateFormatParseReadsZeroPaddedRunsLongerThanNineDigits(t *testing.T) {
 		{"yyyyyyyyyyyy-MM-dd", "000000002020-11-22", "2020-11-22T00:00:00Z"},
 		{"dddddddddddd/MM/yyyy", "000000000022/11/2020", "2020-11-22T00:00:00Z"},
 	} {
-		f, err := ParseDateFormat(c.pattern)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := f.Parse(c.value, nil)
-		if err != nil || got.Format(time.RFC3339Nano) != c.want {
-			t.Errorf("Parse(%q) with %q = %v, %v; want %s", c.value, c.pattern, got, err, c.want)
-		}
+		f, got := parsesTo(t, c.pattern, c.value, c.want)
 		if back, err := f.Parse(f.Format(got), nil); err != nil || !back.Equal(got) {
 			t.Errorf("%q: Format = %q, Parse = %v, %v", c.pattern, f.Format(got), back, err)
 		}
@@ -211,15 +204,23 @@ func TestDateFormatParseReadsAZoneBeforeASlash(t *testing.T) {
 		{"yyyy-MM-dd HH:mm z", "2020-07-01 10:00 America/New_York", "2020-07-01T10:00:00-04:00"},
 		{"yyyy-MM-dd HH:mm z", "2020-07-01 10:00 Etc/GMT+5", "2020-07-01T10:00:00-05:00"},
 	} {
-		f, err := ParseDateFormat(c.pattern)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := f.Parse(c.value, nil)
-		if err != nil || got.Format(time.RFC3339Nano) != c.want {
-			t.Errorf("Parse(%q) with %q = %v, %v; want %s", c.value, c.pattern, got, err, c.want)
-		}
+		parsesTo(t, c.pattern, c.value, c.want)
 	}
+}
+
+// parsesTo checks that pattern reads value as the instant want (RFC 3339)
+// and returns the format and what it read.
+func parsesTo(t *testing.T, pattern, value, want string) (DateFormat, time.Time) {
+	t.Helper()
+	f, err := ParseDateFormat(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Parse(value, nil)
+	if err != nil || got.Format(time.RFC3339Nano) != want {
+		t.Errorf("Parse(%q) with %q = %v, %v; want %s", value, pattern, got, err, want)
+	}
+	return f, got
 }
 
 func TestTwoDigitYearsFallInJavasCenturyWindow(t *testing.T) {
