@@ -107,12 +107,13 @@ func safeToken(s string) string {
 // concurrent use by any number of processes: every change is a
 // compare-and-set on the record's revision.
 type Store struct {
-	js      jetstream.JetStream
-	kv      jetstream.KeyValue
-	notify  jetstream.Stream
-	tickets jetstream.Stream
-	opts    Options
-	now     func() time.Time
+	js       jetstream.JetStream
+	kv       jetstream.KeyValue
+	notify   jetstream.Stream
+	tickets  jetstream.Stream
+	activity jetstream.Stream
+	opts     Options
+	now      func() time.Time
 }
 
 // OpenStore ensures the streams and bucket (EnsureStreams) and returns a
@@ -132,6 +133,9 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, opts Options) (*Stor
 	}
 	if s.tickets, err = js.Stream(ctx, DispatchStream); err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", DispatchStream, err)
+	}
+	if s.activity, err = js.Stream(ctx, ActivityStream); err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", ActivityStream, err)
 	}
 	return s, nil
 }
@@ -426,6 +430,9 @@ func (s *Store) DropInstance(ctx context.Context, instanceID int64) error {
 		if err := s.tickets.Purge(ctx, jetstream.WithPurgeSubject(p+id+".*")); err != nil {
 			return fmt.Errorf("drop delivery tickets of instance %d: %w", instanceID, err)
 		}
+	}
+	if err := s.activity.Purge(ctx, jetstream.WithPurgeSubject(activitySubject(instanceID, ">"))); err != nil {
+		return fmt.Errorf("drop activity of instance %d: %w", instanceID, err)
 	}
 	seqs, err := s.seqs(ctx, instanceID)
 	if err != nil {

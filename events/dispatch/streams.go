@@ -87,7 +87,8 @@ func (o Options) bodyRetention() time.Duration {
 // indexRetention is how long the eventId and change id indexes live.
 func (o Options) indexRetention() time.Duration { return o.bodyRetention() }
 
-// EnsureStreams creates or updates NotifyStream, DispatchStream and Bucket.
+// EnsureStreams creates or updates NotifyStream, DispatchStream, Bucket and
+// ActivityStream.
 // It is idempotent and safe to call from every process at every start.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) error {
 	opts = opts.withDefaults()
@@ -130,7 +131,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) er
 	}); err != nil {
 		return fmt.Errorf("create KV bucket %s: %w", Bucket, err)
 	}
-	return nil
+	_, err := ensureActivityStream(ctx, js, opts.Replicas)
+	return err
 }
 
 // Publish stores n durably in NotifyStream for the dispatchers and waits for
@@ -153,6 +155,7 @@ func Publish(ctx context.Context, js jetstream.JetStream, n events.Notification)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.EventID), jetstream.WithExpectStream(NotifyStream)); err != nil {
 		return fmt.Errorf("publish notification %s of instance %d: %w", m.EventID, m.InstanceID, err)
 	}
+	recordActivity(js, m.InstanceID, activityStored+"."+strconv.Itoa(len(m.Events)))
 	return nil
 }
 
