@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -186,7 +188,11 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = n
 	}
-	page, more, err := h.store.List(r.Context(), after, pageSize)
+	match, problems := listFilter(q)
+	if len(problems) > 0 {
+		return api.Invalid("bad query", problems)
+	}
+	page, more, err := h.store.List(r.Context(), after, pageSize, match)
 	if err != nil {
 		return err
 	}
@@ -199,6 +205,29 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	api.WriteJSON(w, http.StatusOK, views)
 	return nil
+}
+
+// listFilter reads GET /instances' filters: ?tags[]= (repeatable: an
+// instance must have every tag given) and ?status=.
+func listFilter(q url.Values) (func(*Instance) bool, []FieldError) {
+	tags, status := q["tags[]"], q.Get("status")
+	if status != "" && !slices.Contains([]string{StatusActive, StatusDisabled, StatusReauthorizationRequired}, status) {
+		return nil, []FieldError{{Field: "status", Message: "must be active, disabled or reauthorization_required, got " + strconv.Quote(status)}}
+	}
+	if len(tags) == 0 && status == "" {
+		return nil, nil
+	}
+	return func(in *Instance) bool {
+		if status != "" && in.ShownStatus() != status {
+			return false
+		}
+		for _, tag := range tags {
+			if !slices.Contains(in.Tags, tag) {
+				return false
+			}
+		}
+		return true
+	}, nil
 }
 
 func encodePageToken(afterID int64) string {

@@ -245,9 +245,9 @@ func (s *Store) IDs(ctx context.Context) ([]int64, error) {
 	return ids, nil
 }
 
-// List returns up to limit instances with ids above after, ascending, and
-// whether more follow.
-func (s *Store) List(ctx context.Context, after int64, limit int) (page []*Instance, more bool, err error) {
+// List returns up to limit instances with ids above after that match (nil
+// matches all), ascending, and whether more may follow.
+func (s *Store) List(ctx context.Context, after int64, limit int, match func(*Instance) bool) (page []*Instance, more bool, err error) {
 	ids, err := s.IDs(ctx)
 	if err != nil {
 		return nil, false, err
@@ -263,6 +263,9 @@ func (s *Store) List(ctx context.Context, after int64, limit int) (page []*Insta
 		}
 		if err != nil {
 			return nil, false, err
+		}
+		if match != nil && !match(in) {
+			continue
 		}
 		page = append(page, in)
 	}

@@ -43,13 +43,6 @@ func (in *Instance) View(includeToken bool) InstanceView {
 		cfg[k] = Redacted
 	}
 	tags := append([]string{}, in.Tags...)
-	status := in.Status
-	if status == "" {
-		status = StatusActive
-		if in.Disabled {
-			status = StatusDisabled
-		}
-	}
 	v := InstanceView{
 		ID:            in.ID,
 		Name:          in.Name,
@@ -59,11 +52,23 @@ func (in *Instance) View(includeToken bool) InstanceView {
 		Tags:          tags,
 		EventsEnabled: in.EventsEnabled,
 		Disabled:      in.Disabled,
-		Status:        status,
+		Status:        in.ShownStatus(),
 		StatusMessage: in.StatusMessage,
 	}
 	if includeToken {
 		v.Token = in.Token
 	}
 	return v
+}
+
+// ShownStatus is the status the API shows: active, disabled or
+// reauthorization_required.
+func (in *Instance) ShownStatus() string {
+	switch {
+	case in.Status != "":
+		return in.Status
+	case in.Disabled:
+		return StatusDisabled
+	}
+	return StatusActive
 }
