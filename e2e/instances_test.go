@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // instanceBody is a create body for the generic connector carrying the given
@@ -152,6 +153,67 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	p := startPoller(t, t.TempDir(), "")
 	if err := p.stop(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v, want 0\n%s", err, p.Output())
+	}
+}
+
+// TestSIGINTExitsZeroAndKeepsWhatWasStored: Ctrl-C stops the poller as
+// SIGTERM does, and a new start on the same data dir finds the instance.
+func TestSIGINTExitsZeroAndKeepsWhatWasStored(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	p := startPoller(t, dataDir, "")
+	var in instanceView
+	if status, raw := p.do(http.MethodPost, "/instances", instanceBody("kept", "pw", "key"), &in); status != http.StatusOK {
+		t.Fatalf("create: %d %s", status, raw)
+	}
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+		if p.exitErr != nil {
+			t.Fatalf("exit after SIGINT: %v, want 0\n%s", p.exitErr, p.Output())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("poller did not exit within 30 s of SIGINT\n%s", p.Output())
+	}
+	p2 := startPoller(t, dataDir, p.auth)
+	var got instanceView
+	if status, raw := p2.do(http.MethodGet, fmt.Sprintf("/instances/%d", in.ID), nil, &got); status != http.StatusOK || got.Name != "kept" {
+		t.Errorf("instance %d after SIGINT and a new start: %d %s", in.ID, status, raw)
+	}
+}
+
+// TestAPollerOnExternalNATSSharesInstancesAndTheirIDs runs a second poller
+// with --nats-url on the first one's embedded server: both see every
+// instance, and ids created through both never collide.
+func TestAPollerOnExternalNATSSharesInstancesAndTheirIDs(t *testing.T) {
+	t.Parallel()
+	secrets := []string{"--secret-key", randomSecret(t, 32), "--user-secret", randomSecret(t, 24), "--org-secret", randomSecret(t, 24)}
+	auth := "User " + secrets[3] + ", Organization " + secrets[5]
+	embedded := startPoller(t, t.TempDir(), auth, secrets...)
+	listen, dataDir := freeAddr(t), t.TempDir()
+	external := (&poller{t: t, dataDir: dataDir, auth: auth, base: "http://" + listen, natsURL: embedded.natsURL}).start(
+		append([]string{"--listen", listen, "--nats-url", embedded.natsURL, "--data-dir", dataDir, "--dispatch=false"}, secrets...))
+
+	ids := map[int64]*poller{}
+	for i := range 6 {
+		p := []*poller{embedded, external}[i%2]
+		var in instanceView
+		if status, raw := p.do(http.MethodPost, "/instances", instanceBody(fmt.Sprint("shared-", i), "pw", "key"), &in); status != http.StatusOK {
+			t.Fatalf("create %d: %d %s", i, status, raw)
+		}
+		if ids[in.ID] != nil {
+			t.Errorf("id %d given twice", in.ID)
+		}
+		ids[in.ID] = p
+	}
+	for id := range ids {
+		for _, p := range []*poller{embedded, external} {
+			if status, raw := p.do(http.MethodGet, fmt.Sprintf("/instances/%d", id), nil, nil); status != http.StatusOK {
+				t.Errorf("instance %d through %s: %d %s", id, p.base, status, raw)
+			}
+		}
 	}
 }
 

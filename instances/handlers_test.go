@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,8 +38,14 @@ type testAPI struct {
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
+	return newTestAPIOn(t, brokertest.JetStream(t))
+}
+
+// newTestAPIOn is newTestAPI over js: two of them on one JetStream are two
+// processes sharing one NATS.
+func newTestAPIOn(t *testing.T, js jetstream.JetStream) *testAPI {
+	t.Helper()
 	ctx := context.Background()
-	js := brokertest.JetStream(t)
 	registry, err := connectors.Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -263,15 +271,19 @@ func TestElementTokenReadsOnlyItsOwnInstance(t *testing.T) {
 	}
 }
 
+// TestConcurrentCreatesGetDistinctIDs sends 100 creates at once to two
+// APIs with their own stores on one NATS, as two processes would: only the
+// KV sequence can keep their ids apart.
 func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 	t.Parallel()
-	a := newTestAPI(t)
+	first := newTestAPI(t)
+	apis := []*testAPI{first, newTestAPIOn(t, first.js)}
 	const n = 100
 	ids := make(chan int64, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			status, raw, _ := a.do(http.MethodPost, "/instances", adminAuth, validBody(fmt.Sprint("concurrent-", i)))
+			status, raw, _ := apis[i%len(apis)].do(http.MethodPost, "/instances", adminAuth, validBody(fmt.Sprint("concurrent-", i)))
 			var v view
 			if status != http.StatusOK || json.Unmarshal(raw, &v) != nil {
 				t.Errorf("create %d: %d %s", i, status, raw)
@@ -286,6 +298,9 @@ func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 	for id := range ids {
 		if seen[id] {
 			t.Errorf("id %d given twice", id)
+		}
+		if id <= 0 {
+			t.Errorf("id %d is not a positive integer", id)
 		}
 		seen[id] = true
 	}
@@ -374,6 +389,63 @@ func TestMalformedRequestsGetTheirStatusAndLeaveNothingBehind(t *testing.T) {
 	status, raw, _ := a.do(http.MethodGet, "/instances", adminAuth, nil)
 	if status != http.StatusOK || strings.TrimSpace(string(raw)) != "[]" {
 		t.Errorf("after refused requests: %d %s, want no instances", status, raw)
+	}
+}
+
+// TestInvalidBodiesAreRefusedWithEveryProblemInTheErrorBody checks the 400
+// over HTTP: the error body lists every problem of the create body with its
+// field path and message (those of its golden file), and a refused PATCH
+// names its field and leaves the instance as it was.
+func TestInvalidBodiesAreRefusedWithEveryProblemInTheErrorBody(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t)
+	type errorBody struct {
+		RequestID string           `json:"requestId"`
+		Message   string           `json:"message"`
+		Errors    []api.FieldError `json:"errors"`
+	}
+	body, err := os.ReadFile("testdata/create/bad/many_problems.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile("testdata/create/bad/many_problems.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []api.FieldError
+	if err := json.Unmarshal(golden, &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range []string{"", api.BasePath} {
+		status, raw, _ := a.do(http.MethodPost, base+"/instances", adminAuth, string(body))
+		var got errorBody
+		if status != http.StatusBadRequest || json.Unmarshal(raw, &got) != nil || got.RequestID == "" || got.Message == "" {
+			t.Fatalf("POST %s/instances with many problems: %d %s, want 400 with a requestId and a message", base, status, raw)
+		}
+		if !slices.Equal(got.Errors, want) {
+			t.Errorf("POST %s/instances: errors\n%+v\nwant\n%+v", base, got.Errors, want)
+		}
+	}
+	if status, raw, _ := a.do(http.MethodGet, "/instances", adminAuth, nil); status != http.StatusOK || strings.TrimSpace(string(raw)) != "[]" {
+		t.Errorf("after refused creates: %d %s, want no instances", status, raw)
+	}
+
+	in := a.create(validBody("unchanged"))
+	path := fmt.Sprintf("/instances/%d", in.ID)
+	orders := validBody("")["configuration"].(map[string]any)["event.poller.configuration"].(map[string]any)["orders"].(map[string]any)
+	delete(orders, "idField") // a resource is replaced as a whole
+	status, raw, _ := a.do(http.MethodPatch, path, adminAuth, map[string]any{
+		"name":          "changed",
+		"configuration": map[string]any{"event.poller.configuration": map[string]any{"orders": orders}},
+	})
+	var got errorBody
+	if status != http.StatusBadRequest || json.Unmarshal(raw, &got) != nil || len(got.Errors) != 1 ||
+		got.Errors[0].Field != "configuration.event.poller.configuration.orders.idField" || got.Errors[0].Message == "" {
+		t.Errorf("PATCH removing idField: %d %s, want 400 naming configuration.event.poller.configuration.orders.idField", status, raw)
+	}
+	var after view
+	if _, raw, _ := a.do(http.MethodGet, path, adminAuth, nil); json.Unmarshal(raw, &after) != nil || after.Name != "unchanged" {
+		t.Errorf("after a refused PATCH: %s, want the instance unchanged", raw)
 	}
 }
 
