@@ -1,8 +1,8 @@
-// Command poller runs pollhook: the REST API, the scheduler and the poll
-// workers, and, by default, an embedded NATS server with JetStream and an
-// in-process dispatcher, so that `go run ./cmd/poller` alone is a complete
-// system. With --nats-url it joins an external NATS instead. See --help and
-// SPEC §1.
+// Command poller runs pollhook: the REST API and the dashboard (/ui/), the
+// scheduler and the poll workers, and, by default, an embedded NATS server
+// with JetStream and an in-process dispatcher, so that `go run ./cmd/poller`
+// alone is a complete system. With --nats-url it joins an external NATS
+// instead. See --help and SPEC §1.
 //
 // This file is wiring only: configuration, logger, NATS, the parts, and an
 // orderly stop on SIGINT/SIGTERM.
@@ -33,6 +33,7 @@ import (
 	"github.com/pollhook/pollhook/broker"
 	"github.com/pollhook/pollhook/config"
 	"github.com/pollhook/pollhook/connectors"
+	"github.com/pollhook/pollhook/dashboard"
 	"github.com/pollhook/pollhook/events"
 	"github.com/pollhook/pollhook/events/dispatch"
 	"github.com/pollhook/pollhook/instances"
@@ -161,8 +162,11 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	handler := http.NewServeMux()
+	handler.Handle(dashboard.Prefix, p.dashboard)
+	handler.Handle("/", p.router)
 	srv := &http.Server{
-		Handler:           p.router,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -203,6 +207,7 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 // parts are the poller's components, built by build.
 type parts struct {
 	router           *api.Router
+	dashboard        *dashboard.Handler
 	metrics          *prometheus.Registry
 	instances        *instances.Store
 	deliveries       *dispatch.Store
@@ -285,9 +290,13 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 		},
 		OnDelete: []func(context.Context, int64) error{authorizer.Forget, state.Forget, deliveries.DropInstance},
 	})
+	router := api.NewRouter()
+	ui, err := dashboard.New(ctx, js, dashboard.Config{API: router, Sealer: sealer, Replicas: cfg.Replicas, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	background, cancelBackground := context.WithCancel(context.WithoutCancel(ctx))
 	pollHandlers := engine.NewHandlers(background, instHandlers, eng, locks, cfg.MinRefreshInterval, workers.SkippedTicks)
-	router := api.NewRouter()
 	instHandlers.Register(router)
 	pollHandlers.Register(router)
 	dispatch.NewHandlers(deliveries, dispatch.AuthorizerFunc(func(r *http.Request) error {
@@ -295,7 +304,7 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 		return err
 	})).Register(router)
 	return &parts{
-		router: router, metrics: reg, instances: store, deliveries: deliveries,
+		router: router, dashboard: ui, metrics: reg, instances: store, deliveries: deliveries,
 		leadership: leadership, scheduler: scheduler, workers: workers, pollHandlers: pollHandlers, cancelBackground: cancelBackground,
 	}, nil
 }
