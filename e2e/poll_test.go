@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pollhook/pollhook/e2e/simulators"
+	"github.com/pollhook/pollhook/events"
 )
 
 // keapInstanceBody is a create body for an infusionsoftrest instance on the
@@ -167,6 +168,24 @@ func TestKeapContactChangesBecomeOneEventEachOnNATS(t *testing.T) {
 	slices.Sort(want)
 	if fmt.Sprint(summary) != fmt.Sprint(want) {
 		t.Errorf("events %v, want %v (one per change in the simulator's ledger)", summary, want)
+	}
+
+	// Each change of the simulator's ledger has the id SPEC §3.2 gives it:
+	// a UUIDv5 of instance, resource, object id, event type and event date
+	// (the record's last_updated, in UTC, with its millisecond precision).
+	var gotIDs, wantIDs []string
+	for _, ev := range got {
+		gotIDs = append(gotIDs, ev.ID+" "+ev.Date)
+	}
+	for _, ch := range keap.ChangesOf(simulators.Contacts) {
+		date := ch.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+		id := events.ChangeID(in.ID, "contacts", ch.IDString(), strings.ToUpper(string(ch.Kind)), date)
+		wantIDs = append(wantIDs, id+" "+date)
+	}
+	slices.Sort(gotIDs)
+	slices.Sort(wantIDs)
+	if fmt.Sprint(gotIDs) != fmt.Sprint(wantIDs) {
+		t.Errorf("event ids and dates %v, want %v (from the ledger)", gotIDs, wantIDs)
 	}
 }
 

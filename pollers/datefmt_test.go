@@ -119,6 +119,16 @@ func TestDateFormatParseReadsValues(t *testing.T) {
 		{"negative epoch seconds", "seconds", "-1.5", nil, "1969-12-31T23:59:58.5Z"},
 		{"negative epoch milliseconds", "milliseconds", "-1", nil, "1969-12-31T23:59:59.999Z"},
 		{"epoch in exponent form", "milliseconds", "1.6e12", nil, "2020-09-13T12:26:40Z"},
+		// The patterns of Open Connectors' docs (issue 3), each read as written.
+		{"OC: literal 'Z' without fraction", "yyyy-MM-dd'T'HH:mm:ss'Z'", "2020-11-22T07:35:27Z", nil, "2020-11-22T07:35:27Z"},
+		{"OC: literal 'Z' is no zone: the *Timezone applies", "yyyy-MM-dd'T'HH:mm:ss'Z'", "2020-11-22T07:35:27Z", la, "2020-11-22T07:35:27-08:00"},
+		{"OC: XXX reads ±HH:MM", "yyyy-MM-dd'T'HH:mm:ssXXX", "2020-11-22T07:35:27+01:00", la, "2020-11-22T07:35:27+01:00"},
+		{"OC: XXX reads Z", "yyyy-MM-dd'T'HH:mm:ssXXX", "2020-11-22T07:35:27Z", la, "2020-11-22T07:35:27Z"},
+		{"OC: SSSZ reads Z", "yyyy-MM-dd'T'HH:mm:ss.SSSZ", "2020-11-22T07:35:27.123Z", la, "2020-11-22T07:35:27.123Z"},
+		{"OC: RFC 1123 with Z offset", "EEE, dd MMM yyyy HH:mm:ss Z", "Sun, 22 Nov 2020 07:35:27 +0100", nil, "2020-11-22T07:35:27+01:00"},
+		{"OC: RFC 1123 with Z reading GMT", "EEE, dd MMM yyyy HH:mm:ss Z", "Sun, 22 Nov 2020 07:35:27 GMT", la, "2020-11-22T07:35:27Z"},
+		{"OC: US date without zone", "MM/dd/yyyy HH:mm:ss", "11/22/2020 07:35:27", nil, "2020-11-22T07:35:27Z"},
+		{"OC: US date in the *Timezone", "MM/dd/yyyy HH:mm:ss", "07/01/2020 10:00:00", la, "2020-07-01T10:00:00-07:00"},
 	} {
 		f, err := ParseDateFormat(c.pattern)
 		if err != nil {
@@ -154,6 +164,9 @@ func TestDateFormatParseRejectsBadValues(t *testing.T) {
 		{"milliseconds", "abc", `invalid epoch value "abc" (expected a number)`},
 		{"seconds", "", `empty epoch value`},
 		{"seconds", "1e300", `epoch value "1e300" out of range`},
+		{"MM/dd/yyyy HH:mm:ss", "22/11/2020 07:35:27", `date "22/11/2020 07:35:27" does not match "MM/dd/yyyy HH:mm:ss": month 22 out of range`},
+		{"EEE, dd MMM yyyy HH:mm:ss Z", "Sun, 22 Nov 2020 07:35:27", `date "Sun, 22 Nov 2020 07:35:27" does not match "EEE, dd MMM yyyy HH:mm:ss Z": expected " " at position 26`},
+		{"yyyy-MM-dd'T'HH:mm:ss'Z'", "2020-11-22T07:35:27", `date "2020-11-22T07:35:27" does not match "yyyy-MM-dd'T'HH:mm:ss'Z'": expected "Z" at position 20`},
 	} {
 		f, err := ParseDateFormat(c.pattern)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,25 +158,33 @@ func TestRetryAfterSecondsIsHonoured(t *testing.T) {
 
 func TestRetryAfterHTTPDateIsHonoured(t *testing.T) {
 	t.Parallel()
-	clk := &clock{}
-	_, srv := newRecorder(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		if n == 1 {
-			w.Header().Set("Retry-After", clk.now().Add(90*time.Second).UTC().Format(http.TimeFormat))
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, `[]`)
-	})
-	sleeps := &recordedSleeps{}
-	opts := testOptions(clk)
-	opts.sleep = sleeps.sleep
-	c := newTestClient(t, genericTarget(t, srv.URL, nil, nil), opts)
-	if code, _, err := get(t, c, srv.URL+"/x"); err != nil || code != 200 {
-		t.Fatalf("%d %v", code, err)
-	}
-	got := sleeps.all()
-	if len(got) != 1 || got[0] < 88*time.Second || got[0] > 90*time.Second {
-		t.Errorf("waits %v, want one of about 90s", got)
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			clk := &clock{}
+			rec, srv := newRecorder(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					w.Header().Set("Retry-After", clk.now().Add(90*time.Second).UTC().Format(http.TimeFormat))
+					w.WriteHeader(status)
+					return
+				}
+				_, _ = io.WriteString(w, `[]`)
+			})
+			sleeps := &recordedSleeps{}
+			opts := testOptions(clk)
+			opts.sleep = sleeps.sleep
+			c := newTestClient(t, genericTarget(t, srv.URL, nil, nil), opts)
+			if code, _, err := get(t, c, srv.URL+"/x"); err != nil || code != 200 {
+				t.Fatalf("%d %v", code, err)
+			}
+			got := sleeps.all()
+			if len(got) != 1 || got[0] < 88*time.Second || got[0] > 90*time.Second {
+				t.Errorf("waits %v, want one of about 90s", got)
+			}
+			if rec.count() != 2 {
+				t.Errorf("%d requests, want 2", rec.count())
+			}
+		})
 	}
 }
 
@@ -329,6 +338,30 @@ func TestBasicAuthSendsUsernameAndPassword(t *testing.T) {
 	}
 	if user.Load() != "bob" || pass.Load() != "s3cret-pw" {
 		t.Errorf("got %v / %v", user.Load(), pass.Load())
+	}
+}
+
+func TestStaticHeadersAreSentToTheBaseURLsHostOnly(t *testing.T) {
+	t.Parallel()
+	other, otherSrv := newRecorder(t, nil)
+	base, baseSrv := newRecorder(t, nil)
+	c := newTestClient(t, genericTarget(t, baseSrv.URL,
+		map[string]any{"auth.type": "headers"},
+		map[string]string{"auth.header.X-Tenant": "tenant-7", "auth.header.X-Token": "tok-s3cret"}), testOptions(nil))
+	for _, u := range []string{baseSrv.URL + "/a", otherSrv.URL + "/b"} {
+		if code, _, err := get(t, c, u); err != nil || code != 200 {
+			t.Fatalf("GET %s: %d %v", u, code, err)
+		}
+	}
+	base.mu.Lock()
+	defer base.mu.Unlock()
+	other.mu.Lock()
+	defer other.mu.Unlock()
+	if h := base.headers[0]; h.Get("X-Tenant") != "tenant-7" || h.Get("X-Token") != "tok-s3cret" {
+		t.Errorf("base host got X-Tenant %q, X-Token %q", h.Get("X-Tenant"), h.Get("X-Token"))
+	}
+	if h := other.headers[0]; h.Get("X-Tenant") != "" || h.Get("X-Token") != "" {
+		t.Errorf("another host got the static headers: %v", h)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -229,13 +230,21 @@ func TestWatermarkDoesNotMoveWhenAPageFails(t *testing.T) {
 	if !run.Watermark.Equal(in.CreatedDate) {
 		t.Errorf("watermark %v after a failed poll, want it unmoved at %v", run.Watermark, in.CreatedDate)
 	}
+	if st, err := r.state.Load(r.ctx, in.ID, "contacts", in.CreatedDate); err != nil || !st.Watermark.Equal(in.CreatedDate) {
+		t.Errorf("stored watermark %v, %v after a failed poll, want it unmoved at %v", st.Watermark, err, in.CreatedDate)
+	}
 	r.clock.Add(time.Minute)
 	run = r.poll(in)
 	if run.Status != engine.RunOK || run.Events != 9 || run.Pages != 6 {
 		t.Fatalf("next poll: %+v, want 9 events over 5 pages and the empty one", run)
 	}
-	if n := len(r.stored()); n != 9 {
-		t.Errorf("%d changes stored, want 9", n)
+	r.clock.Add(time.Minute)
+	if run := r.poll(in); run.Status != engine.RunOK || run.Events != 0 {
+		t.Fatalf("third poll: %+v, want nothing new", run)
+	}
+	got := summary(r.stored())
+	if len(got) != 9 || len(slices.Compact(slices.Sorted(slices.Values(got)))) != 9 {
+		t.Errorf("stored %v, want 9 distinct changes", got)
 	}
 }
 
