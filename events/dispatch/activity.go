@@ -146,10 +146,17 @@ func (s *Store) lastHour(ctx context.Context, prefix string, now time.Time, atte
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &first,
 		HeadersOnly:    true,
+		// Deleted below; this bounds a consumer left by a failed read.
+		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read activity: %w", err)
 	}
+	defer func() {
+		if info := c.CachedInfo(); info != nil {
+			_ = s.activity.DeleteConsumer(context.WithoutCancel(ctx), info.Name)
+		}
+	}()
 	for read := 0; read < maxActivityRead; {
 		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(500*time.Millisecond))
 		if err != nil {

@@ -59,6 +59,14 @@ func TestActivityCountsStoredChangesAttemptsAndDeadLettersOfOneInstance(t *testi
 		}
 	}
 
+	info, err := e.store.activity.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Errorf("%d consumers left on %s after reading it", info.State.Consumers, ActivityStream)
+	}
+
 	if err := e.store.DropInstance(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
