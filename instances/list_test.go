@@ -13,15 +13,18 @@ func TestListFiltersByTagsAndStatus(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t)
 	ids := map[string]int64{}
-	for name, tags := range map[string][]string{
-		"eu shop":  {"shop", "eu"},
-		"us shop":  {"shop", "us"},
-		"eu crm":   {"crm", "eu"},
-		"untagged": {},
+	for _, in := range []struct {
+		name string
+		tags []string
+	}{ // in id order
+		{"eu shop", []string{"shop", "eu"}},
+		{"us shop", []string{"shop", "us"}},
+		{"eu crm", []string{"crm", "eu"}},
+		{"untagged", []string{}},
 	} {
-		body := validBody(name)
-		body["tags"] = tags
-		ids[name] = a.create(body).ID
+		body := validBody(in.name)
+		body["tags"] = in.tags
+		ids[in.name] = a.create(body).ID
 	}
 	if status, raw, _ := a.do(http.MethodPatch, fmt.Sprintf("/instances/%d", ids["us shop"]), adminAuth, map[string]any{"disabled": true}); status != http.StatusOK {
 		t.Fatalf("disable: %d %s", status, raw)
