@@ -445,14 +445,27 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 			}
 			probe = true
 		}
-		if !d.slots.acquire(ctx, dest, d.cfg.DeferDelay) {
-			if probe {
-				d.releaseProbe(ctx, dest)
+		waited := false
+		if !d.slots.acquire(ctx, dest, 0) {
+			if !d.slots.acquire(ctx, dest, d.cfg.DeferDelay) {
+				if probe {
+					d.releaseProbe(ctx, dest)
+				}
+				d.deferTicket(ctx, msg, r)
+				return
 			}
-			d.deferTicket(ctx, msg, r)
-			return
+			waited = true
 		}
 		defer d.slots.release(dest)
+		if waited && !probe {
+			// The attempt that handed the slot over may have held the
+			// destination: then this one waits like the others.
+			if h, _, err := d.health(ctx, dest); err == nil && h.held() {
+				d.park(ctx, msg, r, rev, destGroup(dest), ReasonDestinationUnavailable,
+					fmt.Sprintf("destination %s is held after %d consecutive failures", dest, h.Failures))
+				return
+			}
+		}
 	}
 
 	r.Status, r.LeaseUntil, r.Destination = StatusInFlight, now.Add(d.ackWait), dest

@@ -62,16 +62,18 @@
 // PerDestination attempts in flight per destination; a notification whose
 // destination is at that limit waits up to DeferDelay for a slot, handed
 // over by the attempt that ends (at most a quarter of the process's
-// --concurrency wait at once), else it is put back (a ticket ~DeferDelay
-// later, its state unchanged) and its slot freed. After HoldAfter (5)
-// consecutive failed attempts (any non-2xx answer, timeout or connection
-// error; a 2xx or 410 resets the count) the destination is held, for all
-// dispatchers (d.<hash>). A notification for a held destination is parked:
-// its state becomes held, it gets a ticket at its next due time on the
-// retry schedule (for one never attempted, the schedule starts when it is
-// first held), and its message is acked. Parked notifications therefore
-// occupy no consumer slot and count nothing against MaxAckPending: the
-// only messages pending are those being attempted or decided right now.
+// --concurrency wait at once; one that gets a slot looks at the
+// destination's health again, since that attempt may have held it), else it
+// is put back (a ticket ~DeferDelay later, its state unchanged) and its
+// slot freed. After HoldAfter (5) consecutive failed attempts (any non-2xx
+// answer, timeout or connection error; a 2xx or 410 resets the count) the
+// destination is held, for all dispatchers (d.<hash>). A notification for
+// a held destination is parked: its state becomes held, it gets a ticket at
+// its next due time on the retry schedule (for one never attempted, the
+// schedule starts when it is first held), and its message is acked. Parked
+// notifications therefore occupy no consumer slot and count nothing against
+// MaxAckPending: the only messages pending are those being attempted or
+// decided right now.
 // When a parked notification comes due and its destination is still held,
 // that due time is skipped; when the last offset passes it fails with
 // destination_unavailable. Held time thus counts against the schedule.

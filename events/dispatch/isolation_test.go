@@ -25,7 +25,10 @@ func healthyRate(t testing.TB, deadWaiting int) float64 {
 	healthy := newSink(t, func(int, http.ResponseWriter, *http.Request) { time.Sleep(2 * time.Millisecond) })
 	e.inst.set(1, Endpoint{CallbackURL: dead.URL})
 	e.inst.set(2, Endpoint{CallbackURL: healthy.URL})
-	e.run(Config{DeliveryTimeout: 200 * time.Millisecond, Concurrency: 16, PerDestination: 8})
+	// Stopped on return: a dispatcher left running (probing its dead
+	// destination) would load the next measurements of the same test.
+	stop := e.run(Config{DeliveryTimeout: 200 * time.Millisecond, Concurrency: 16, PerDestination: 8})
+	defer stop()
 	for i := range deadWaiting {
 		e.publish(1, fmt.Sprint(i))
 	}

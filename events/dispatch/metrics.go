@@ -40,6 +40,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Destinations held after consecutive failures (as last seen by this process).",
 		}),
 	}
+	// Every known series starts at 0, so that its first increase shows:
+	// increase() and rate() see nothing in the first sample of a new series.
+	m.deliveries.WithLabelValues(OutcomeDelivered, ReasonOK)
+	m.deliveries.WithLabelValues(OutcomeFailed, ReasonGone)
+	m.deliveries.WithLabelValues("dropped", "instance_deleted")
+	for _, reason := range []string{ReasonHTTP3xx, ReasonHTTP4xx, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTPOther,
+		ReasonTimeout, ReasonConnection, ReasonBlockedAddress, ReasonNoCallback} {
+		m.deliveries.WithLabelValues(OutcomeRetry, reason)
+	}
+	for _, reason := range []string{ReasonRetriesExhausted, ReasonDestinationUnavailable, ReasonInstanceDisabled, ReasonGone, "body_expired"} {
+		m.deadLetters.WithLabelValues(reason)
+	}
+	for _, outcome := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed} {
+		m.latency.WithLabelValues(outcome)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.deliveries, m.deadLetters, m.latency, m.inFlight, m.held} {
 			if err := reg.Register(c); err != nil {
