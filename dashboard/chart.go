@@ -17,8 +17,8 @@ const (
 type chart struct {
 	Bars                   []bar
 	Width, Height          int
-	Max                    int // attempts of the busiest minute
-	Delivered, Failed      int // over the hour
+	Max                    int64 // attempts of the busiest minute
+	Delivered, Failed      int64 // over the hour
 	FirstMinute, LastLabel string
 }
 
@@ -40,11 +40,11 @@ func newChart(minutes []dispatch.MinuteActivity) chart {
 		c.FirstMinute = minutes[0].Minute.UTC().Format("15:04")
 		c.LastLabel = minutes[len(minutes)-1].Minute.UTC().Format("15:04") + " UTC"
 	}
-	scale := func(n int) int {
+	scale := func(n int64) int {
 		if c.Max == 0 || n == 0 {
 			return 0
 		}
-		return max(1, n*chartHeight/c.Max)
+		return int(max(1, n*chartHeight/c.Max))
 	}
 	for i, m := range minutes {
 		dh, fh := scale(m.Delivered), scale(m.AttemptsFailed)

@@ -13,8 +13,8 @@ func TestChartScalesTheBusiestMinuteToTheFullHeight(t *testing.T) {
 	for i := range minutes {
 		minutes[i].Minute = first.Add(time.Duration(i) * time.Minute)
 	}
-	minutes[10] = dispatch.MinuteActivity{Minute: minutes[10].Minute, Delivered: 30, AttemptsFailed: 10}
-	minutes[59] = dispatch.MinuteActivity{Minute: minutes[59].Minute, Delivered: 1}
+	minutes[10].ActivityCounts = dispatch.ActivityCounts{Delivered: 30, AttemptsFailed: 10}
+	minutes[59].Delivered = 1
 	c := newChart(minutes)
 	if c.Max != 40 || c.Delivered != 31 || c.Failed != 10 || len(c.Bars) != 60 || c.Width != 600 {
 		t.Fatalf("chart %+v", c)

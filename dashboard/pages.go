@@ -329,7 +329,7 @@ func (h *Handler) detail(w http.ResponseWriter, r *http.Request, c *caller) {
 		return err
 	})
 	g.Go(func() error {
-		_, err := c.api.call(ctx, http.MethodGet, base+"/activity?lastHour=true", &page.Activity)
+		_, err := c.api.call(ctx, http.MethodGet, base+"/activity", &page.Activity)
 		return err
 	})
 	g.Go(func() error {

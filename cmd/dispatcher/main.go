@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -187,6 +188,12 @@ func deliver(ctx context.Context, cfg *config.Dispatcher, js jetstream.JetStream
 	if err != nil {
 		return err
 	}
+	// The activity counts are flushed once more after the last attempt.
+	activityCtx, stopActivity := context.WithCancel(context.WithoutCancel(ctx))
+	var activity sync.WaitGroup
+	activity.Go(func() { store.RunActivity(activityCtx) })
+	defer activity.Wait()
+	defer stopActivity()
 	return dispatch.Serve(ctx, store, instStore, cfg.Delivery, cfg.Concurrency, log, reg)
 }
 

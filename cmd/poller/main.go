@@ -170,6 +170,11 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// The activity counts are flushed once more after the last poll and attempt.
+	activityCtx, stopActivity := context.WithCancel(context.WithoutCancel(ctx))
+	activityDone := make(chan struct{})
+	go func() { p.deliveries.RunActivity(activityCtx); close(activityDone) }()
+	defer func() { stopActivity(); <-activityDone }()
 	work, workCtx := errgroup.WithContext(ctx)
 	work.Go(func() error { p.leadership.Run(workCtx); return nil })
 	work.Go(func() error { return p.scheduler.Run(workCtx) })
@@ -251,7 +256,7 @@ func build(ctx context.Context, cfg *config.Poller, log *slog.Logger, js jetstre
 	eng := &engine.Engine{
 		State: state, Registry: registry, Clients: clients, Metrics: engine.NewMetrics(reg),
 		Changes:       events.NewPublisher(js),
-		Notifications: dispatch.Publisher{JS: js},
+		Notifications: deliveries,
 		Reauthorize:   store,
 		Log:           log,
 	}

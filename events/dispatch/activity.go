@@ -2,9 +2,13 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,70 +16,25 @@ import (
 	"github.com/pollhook/pollhook/broker"
 )
 
-// ActivityStream keeps, for ActivityWindow, one empty message per
-// notification stored and per delivery attempt, so that an instance's last
-// day can be counted, and its last hour charted, without reading its
-// notifications. Subjects:
-//
-//	pollhook.activity.<instanceId>.stored.<changes in the notification>
-//	pollhook.activity.<instanceId>.delivered        an attempt got a 2xx
-//	pollhook.activity.<instanceId>.attempt_failed   an attempt did not deliver
-//	pollhook.activity.<instanceId>.dead_letter      a notification failed
-//
-// The messages are statistics: they are published without waiting for the
-// server, and one lost to a crash only makes a count one lower.
-const ActivityStream = "POLLHOOK_ACTIVITY"
+// ActivityBucket holds, per instance (key: its id), what it did by the
+// minute for the last hour and by the hour for the last day: changes and
+// notifications stored, delivery attempts delivered or failed, dead letters.
+// Each process counts in memory and adds its counts to the bucket every
+// ActivityFlush (compare-and-set), so reading an instance's activity is one
+// KV get however busy it is. The counts are statistics: a process killed
+// loses its last few seconds of them.
+const ActivityBucket = "POLLHOOK_ACTIVITY"
 
-// ActivityWindow is how long ActivityStream keeps a message: the period
-// Activity counts over.
-const ActivityWindow = 24 * time.Hour
+// ActivityFlush is how often a process adds its counts to ActivityBucket:
+// how far behind the counts may be.
+const ActivityFlush = 5 * time.Second
 
-const (
-	activityPrefix        = "pollhook.activity."
-	activityStored        = "stored"
-	activityDelivered     = "delivered"
-	activityAttemptFailed = "attempt_failed"
-	activityDeadLetter    = "dead_letter"
+// activityHours is how many hours Activity counts: the current one and the
+// 23 before it.
+const activityHours = 24
 
-	// maxActivityRead bounds the messages read for one per-minute series.
-	maxActivityRead = 200_000
-)
-
-// activityStreamConfig is ActivityStream's configuration.
-func activityStreamConfig(replicas int) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        ActivityStream,
-		Description: "pollhook activity: one empty message per notification stored and per delivery attempt, kept 24 h, for counts and charts",
-		Subjects:    []string{activityPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		MaxAge:      ActivityWindow,
-		Discard:     jetstream.DiscardOld,
-	}
-}
-
-func ensureActivityStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	s, err := broker.EnsureStream(ctx, js, activityStreamConfig(replicas))
-	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", ActivityStream, err)
-	}
-	return s, nil
-}
-
-func activitySubject(instanceID int64, kind string) string {
-	return activityPrefix + strconv.FormatInt(instanceID, 10) + "." + kind
-}
-
-// recordActivity notes one event of kind for the instance, without waiting.
-func recordActivity(js jetstream.JetStream, instanceID int64, kind string) {
-	_, _ = js.PublishAsync(activitySubject(instanceID, kind), nil)
-}
-
-// Activity is what an instance did in the last ActivityWindow: the body of
-// GET /instances/{id}/activity.
-type Activity struct {
-	InstanceID int64     `json:"instanceId"`
-	Since      time.Time `json:"since"`
+// ActivityCounts are the counts of one minute, one hour or one day.
+type ActivityCounts struct {
 	// Changes and Notifications stored for delivery.
 	Changes       int64 `json:"changes"`
 	Notifications int64 `json:"notifications"`
@@ -84,110 +43,215 @@ type Activity struct {
 	Delivered      int64 `json:"delivered"`
 	AttemptsFailed int64 `json:"attemptsFailed"`
 	DeadLetters    int64 `json:"deadLetters"`
-	// LastHour, when asked for, has one entry per minute, oldest first,
-	// the last being the current minute.
-	LastHour []MinuteActivity `json:"lastHour,omitempty"`
 }
 
-// MinuteActivity is the delivery attempts of one minute.
+func (c *ActivityCounts) add(o ActivityCounts) {
+	c.Changes += o.Changes
+	c.Notifications += o.Notifications
+	c.Delivered += o.Delivered
+	c.AttemptsFailed += o.AttemptsFailed
+	c.DeadLetters += o.DeadLetters
+}
+
+// Activity is what an instance did: the body of GET
+// /instances/{id}/activity.
+type Activity struct {
+	InstanceID int64 `json:"instanceId"`
+	// Since is the start of the oldest hour counted: the counts cover the
+	// current hour and the 23 before it.
+	Since time.Time `json:"since"`
+	ActivityCounts
+	// LastHour has one entry per minute, oldest first, the last being the
+	// current minute.
+	LastHour []MinuteActivity `json:"lastHour"`
+}
+
+// MinuteActivity is the counts of one minute.
 type MinuteActivity struct {
-	Minute         time.Time `json:"minute"`
-	Delivered      int       `json:"delivered"`
-	AttemptsFailed int       `json:"attemptsFailed"`
+	Minute time.Time `json:"minute"`
+	ActivityCounts
 }
 
-// Activity counts the instance's activity over the last ActivityWindow and,
-// when perMinute is true, its delivery attempts per minute over the last
-// hour.
-func (s *Store) Activity(ctx context.Context, instanceID int64, perMinute bool) (Activity, error) {
-	now := s.now().UTC()
-	a := Activity{InstanceID: instanceID, Since: now.Add(-ActivityWindow)}
-	prefix := activitySubject(instanceID, "")
-	info, err := s.activity.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
-	if err != nil {
-		return a, fmt.Errorf("count activity of instance %d: %w", instanceID, err)
-	}
-	for subject, n := range info.State.Subjects {
-		kind := strings.TrimPrefix(subject, prefix)
-		switch kind {
-		case activityDelivered:
-			a.Delivered += int64(n)
-		case activityAttemptFailed:
-			a.AttemptsFailed += int64(n)
-		case activityDeadLetter:
-			a.DeadLetters += int64(n)
-		default:
-			if changes, ok := strings.CutPrefix(kind, activityStored+"."); ok {
-				c, _ := strconv.ParseInt(changes, 10, 64)
-				a.Notifications += int64(n)
-				a.Changes += c * int64(n)
-			}
-		}
-	}
-	if perMinute {
-		a.LastHour, err = s.lastHour(ctx, prefix, now, a.Delivered+a.AttemptsFailed > 0)
-	}
-	return a, err
+// activityRecord is an instance's value in ActivityBucket: counts by Unix
+// minute (the last hour) and by Unix hour (the last day).
+type activityRecord struct {
+	Minutes map[int64]*ActivityCounts `json:"minutes"`
+	Hours   map[int64]*ActivityCounts `json:"hours"`
 }
 
-// lastHour reads the attempts of the last hour (when attempted says there
-// may be some) into per-minute counts.
-func (s *Store) lastHour(ctx context.Context, prefix string, now time.Time, attempted bool) ([]MinuteActivity, error) {
-	first := now.Truncate(time.Minute).Add(-59 * time.Minute)
-	minutes := make([]MinuteActivity, 60)
-	for i := range minutes {
-		minutes[i].Minute = first.Add(time.Duration(i) * time.Minute)
+// add merges counts by minute into r and drops what is older than the
+// windows ending at now.
+func (r *activityRecord) add(byMinute map[int64]*ActivityCounts, now time.Time) {
+	if r.Minutes == nil {
+		r.Minutes = map[int64]*ActivityCounts{}
 	}
-	if !attempted {
-		return minutes, nil
+	if r.Hours == nil {
+		r.Hours = map[int64]*ActivityCounts{}
 	}
-	c, err := s.js.OrderedConsumer(ctx, ActivityStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + activityDelivered, prefix + activityAttemptFailed},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &first,
-		HeadersOnly:    true,
-		// Deleted below; this bounds a consumer left by a failed read.
-		InactiveThreshold: 10 * time.Second,
+	for minute, c := range byMinute {
+		bump(r.Minutes, minute, *c)
+		bump(r.Hours, minute/60, *c)
+	}
+	firstMinute, firstHour := now.Unix()/60-59, now.Unix()/3600-(activityHours-1)
+	maps.DeleteFunc(r.Minutes, func(k int64, _ *ActivityCounts) bool { return k < firstMinute })
+	maps.DeleteFunc(r.Hours, func(k int64, _ *ActivityCounts) bool { return k < firstHour })
+}
+
+// bump adds c to m[k].
+func bump(m map[int64]*ActivityCounts, k int64, c ActivityCounts) {
+	if m[k] == nil {
+		m[k] = &ActivityCounts{}
+	}
+	m[k].add(c)
+}
+
+// activityRecorder counts activity in memory and adds it to ActivityBucket.
+type activityRecorder struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+
+	mu      sync.Mutex
+	pending map[int64]map[int64]*ActivityCounts // instance → Unix minute → counts
+}
+
+func openActivity(ctx context.Context, js jetstream.JetStream, replicas int, now func() time.Time) (*activityRecorder, error) {
+	kv, err := broker.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      ActivityBucket,
+		Description: "pollhook activity per instance: counts by the minute for an hour, by the hour for a day",
+		History:     1,
+		TTL:         (activityHours + 1) * time.Hour, // an instance quiet for a day has nothing left to show
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read activity: %w", err)
+		return nil, fmt.Errorf("open KV bucket %s: %w", ActivityBucket, err)
 	}
-	defer func() {
-		if info := c.CachedInfo(); info != nil {
-			_ = s.activity.DeleteConsumer(context.WithoutCancel(ctx), info.Name)
+	return &activityRecorder{kv: kv, now: now, pending: map[int64]map[int64]*ActivityCounts{}}, nil
+}
+
+// count adds c to the instance's current minute.
+func (a *activityRecorder) count(instanceID int64, c ActivityCounts) {
+	a.keep(instanceID, map[int64]*ActivityCounts{a.now().Unix() / 60: &c})
+}
+
+// keep adds counts by minute to the instance's pending counts.
+func (a *activityRecorder) keep(instanceID int64, byMinute map[int64]*ActivityCounts) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pending := a.pending[instanceID]
+	if pending == nil {
+		pending = map[int64]*ActivityCounts{}
+		a.pending[instanceID] = pending
+	}
+	for minute, c := range byMinute {
+		bump(pending, minute, *c)
+	}
+}
+
+// forget drops the counts of a deleted instance.
+func (a *activityRecorder) forget(ctx context.Context, instanceID int64) error {
+	a.mu.Lock()
+	delete(a.pending, instanceID)
+	a.mu.Unlock()
+	return a.kv.Purge(ctx, strconv.FormatInt(instanceID, 10))
+}
+
+// run flushes every ActivityFlush until ctx ends, then once more.
+func (a *activityRecorder) run(ctx context.Context) {
+	t := time.NewTicker(ActivityFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			_ = a.flush(ctx)
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = a.flush(final)
+			cancel()
+			return
 		}
-	}()
-	for read := 0; read < maxActivityRead; {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(500*time.Millisecond))
+	}
+}
+
+// flush adds the pending counts to the bucket; what cannot be written now
+// is kept for the next flush.
+func (a *activityRecorder) flush(ctx context.Context) error {
+	a.mu.Lock()
+	pending := a.pending
+	a.pending = map[int64]map[int64]*ActivityCounts{}
+	a.mu.Unlock()
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(pending)) {
+		if err := a.merge(ctx, id, pending[id]); err != nil {
+			errs = append(errs, err)
+			a.keep(id, pending[id])
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// merge adds counts by minute to the instance's record (compare-and-set,
+// retried when another process wrote meanwhile).
+func (a *activityRecorder) merge(ctx context.Context, instanceID int64, byMinute map[int64]*ActivityCounts) error {
+	key := strconv.FormatInt(instanceID, 10)
+	for range 10 {
+		var r activityRecord
+		var rev uint64
+		e, err := a.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			rev = e.Revision()
+			_ = json.Unmarshal(e.Value(), &r) // a damaged record starts again
+		}
+		r.add(byMinute, a.now())
+		data, err := json.Marshal(r)
 		if err != nil {
-			return nil, fmt.Errorf("read activity: %w", err)
+			return err
 		}
-		var pending uint64
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			meta, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			pending = meta.NumPending
-			i := int(meta.Timestamp.Sub(first) / time.Minute)
-			if i < 0 || i >= len(minutes) {
-				continue
-			}
-			if strings.HasSuffix(msg.Subject(), "."+activityDelivered) {
-				minutes[i].Delivered++
-			} else {
-				minutes[i].AttemptsFailed++
-			}
+		if rev == 0 {
+			_, err = a.kv.Create(ctx, key, data)
+		} else {
+			_, err = a.kv.Update(ctx, key, data, rev)
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		read += n
-		if n == 0 || pending == 0 {
-			break
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return err // nil: written
 		}
 	}
-	return minutes, nil
+	return fmt.Errorf("activity of instance %d: changed concurrently too often", instanceID)
+}
+
+// read returns the instance's activity as of now.
+func (a *activityRecorder) read(ctx context.Context, instanceID int64) (Activity, error) {
+	now := a.now().UTC()
+	firstHour := now.Unix()/3600 - (activityHours - 1)
+	firstMinute := now.Unix()/60 - 59
+	out := Activity{InstanceID: instanceID, Since: time.Unix(firstHour*3600, 0).UTC(), LastHour: make([]MinuteActivity, 60)}
+	for i := range out.LastHour {
+		out.LastHour[i].Minute = time.Unix((firstMinute+int64(i))*60, 0).UTC()
+	}
+	e, err := a.kv.Get(ctx, strconv.FormatInt(instanceID, 10))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return out, fmt.Errorf("read activity of instance %d: %w", instanceID, err)
+	}
+	var r activityRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return out, nil // a damaged record shows nothing; the next flush starts it again
+	}
+	for hour, c := range r.Hours {
+		if hour >= firstHour && hour <= firstHour+activityHours-1 {
+			out.add(*c)
+		}
+	}
+	for minute, c := range r.Minutes {
+		if i := minute - firstMinute; i >= 0 && i < 60 {
+			out.LastHour[i].add(*c)
+		}
+	}
+	return out, nil
 }

@@ -509,11 +509,11 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 	dec := Classify(res)
 	d.metrics.latency.WithLabelValues(dec.Outcome).Observe(elapsed.Seconds())
 	d.metrics.deliveries.WithLabelValues(dec.Outcome, dec.Reason).Inc()
-	kind := activityAttemptFailed
 	if dec.Outcome == OutcomeDelivered {
-		kind = activityDelivered
+		d.store.activity.count(r.InstanceID, ActivityCounts{Delivered: 1})
+	} else {
+		d.store.activity.count(r.InstanceID, ActivityCounts{AttemptsFailed: 1})
 	}
-	recordActivity(d.store.js, r.InstanceID, kind)
 	d.settle(ctx, msg, r, rev, ep, dest, res, dec, probe)
 }
 
@@ -625,7 +625,7 @@ func (d *Dispatcher) fail(ctx context.Context, msg jetstream.Msg, r *record, rev
 		return
 	}
 	d.metrics.deadLetters.WithLabelValues(reason).Inc()
-	recordActivity(d.store.js, r.InstanceID, activityDeadLetter)
+	d.store.activity.count(r.InstanceID, ActivityCounts{DeadLetters: 1})
 	d.log.Info("notification failed", "event_id", r.EventID, "instance_id", r.InstanceID, "reason", reason,
 		"attempts", r.Attempts, "last_status", r.LastStatusCode)
 	_ = msg.Ack()

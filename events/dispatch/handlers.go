@@ -42,7 +42,7 @@ func NewHandlers(store *Store, auth Authorizer) *Handlers {
 //	GET  /instances/{id}/events/{eventId}
 //	GET  /instances/events/{eventId}
 //	GET  /instances/{id}/deliveries                     ?status= (default failed) ?limit=
-//	GET  /instances/{id}/activity                       ?lastHour=true
+//	GET  /instances/{id}/activity
 //	POST /instances/{id}/deliveries/redeliver
 //	POST /instances/{id}/deliveries/{eventId}/redeliver
 //
@@ -83,20 +83,13 @@ func (h *Handlers) eventsOrEvent(w http.ResponseWriter, r *http.Request) error {
 	return api.Errorf(http.StatusNotFound, "no such route: "+r.URL.Path)
 }
 
-// activity answers the instance's Activity; ?lastHour=true adds the
-// per-minute attempts of the last hour.
+// activity answers the instance's Activity.
 func (h *Handlers) activity(w http.ResponseWriter, r *http.Request) error {
 	id, err := h.authorize(r)
 	if err != nil {
 		return err
 	}
-	var lastHour bool
-	if raw := r.URL.Query().Get("lastHour"); raw != "" {
-		if lastHour, err = strconv.ParseBool(raw); err != nil {
-			return api.Invalid("bad query", []api.FieldError{{Field: "lastHour", Message: "must be true or false, got " + strconv.Quote(raw)}})
-		}
-	}
-	a, err := h.store.Activity(r.Context(), id, lastHour)
+	a, err := h.store.Activity(r.Context(), id)
 	if err != nil {
 		return err
 	}

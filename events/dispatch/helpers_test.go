@@ -103,6 +103,16 @@ func (e *env) run(cfg Config) (stop func()) {
 // publish stores a notification of one change for instance id.
 func (e *env) publish(id int64, objectID string) events.Notification {
 	e.t.Helper()
+	n := notificationOf(id, objectID)
+	if err := Publish(e.t.Context(), e.js, n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// notificationOf is a notification of one change of objectID for
+// instance id.
+func notificationOf(id int64, objectID string) events.Notification {
 	c := events.Change{ID: events.ChangeID(id, "contacts", objectID, events.Updated, "2026-11-22T07:35:27.123Z"),
 		EventType: events.Updated, ObjectType: "contacts", ObjectID: objectID, ElementKey: "generic", Date: "2026-11-22T07:35:27.123Z"}
 	n := events.Notification{Message: events.NotificationMessage{
@@ -110,9 +120,6 @@ func (e *env) publish(id int64, objectID string) events.Notification {
 		Events: []events.Change{c},
 		Raw:    json.RawMessage(fmt.Sprintf(`{"objectType":"contacts","contacts":[{"id":%q,"name":"Ada"}]}`, objectID)),
 	}}
-	if err := Publish(e.t.Context(), e.js, n); err != nil {
-		e.t.Fatal(err)
-	}
 	return n
 }
 

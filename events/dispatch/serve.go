@@ -4,11 +4,9 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pollhook/pollhook/config"
-	"github.com/pollhook/pollhook/events"
 )
 
 // StoreOptions are the Options the settings give.
@@ -38,13 +36,4 @@ func Serve(ctx context.Context, store *Store, instances Instances, d config.Deli
 		return err
 	}
 	return dispatcher.Run(ctx)
-}
-
-// Publisher stores notifications for delivery (Publish); the poll engine's
-// NotificationPublisher.
-type Publisher struct{ JS jetstream.JetStream }
-
-// PublishNotification stores n and waits for the ack.
-func (p Publisher) PublishNotification(ctx context.Context, n events.Notification) error {
-	return Publish(ctx, p.JS, n)
 }

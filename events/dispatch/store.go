@@ -111,7 +111,7 @@ type Store struct {
 	kv       jetstream.KeyValue
 	notify   jetstream.Stream
 	tickets  jetstream.Stream
-	activity jetstream.Stream
+	activity *activityRecorder
 	opts     Options
 	now      func() time.Time
 }
@@ -134,8 +134,8 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, opts Options) (*Stor
 	if s.tickets, err = js.Stream(ctx, DispatchStream); err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", DispatchStream, err)
 	}
-	if s.activity, err = js.Stream(ctx, ActivityStream); err != nil {
-		return nil, fmt.Errorf("open stream %s: %w", ActivityStream, err)
+	if s.activity, err = openActivity(ctx, js, opts.Replicas, func() time.Time { return s.now() }); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -431,7 +431,7 @@ func (s *Store) DropInstance(ctx context.Context, instanceID int64) error {
 			return fmt.Errorf("drop delivery tickets of instance %d: %w", instanceID, err)
 		}
 	}
-	if err := s.activity.Purge(ctx, jetstream.WithPurgeSubject(activitySubject(instanceID, ">"))); err != nil {
+	if err := s.activity.forget(ctx, instanceID); err != nil {
 		return fmt.Errorf("drop activity of instance %d: %w", instanceID, err)
 	}
 	seqs, err := s.seqs(ctx, instanceID)

@@ -87,8 +87,7 @@ func (o Options) bodyRetention() time.Duration {
 // indexRetention is how long the eventId and change id indexes live.
 func (o Options) indexRetention() time.Duration { return o.bodyRetention() }
 
-// EnsureStreams creates or updates NotifyStream, DispatchStream, Bucket and
-// ActivityStream.
+// EnsureStreams creates or updates NotifyStream, DispatchStream and Bucket.
 // It is idempotent and safe to call from every process at every start.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) error {
 	opts = opts.withDefaults()
@@ -131,8 +130,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) er
 	}); err != nil {
 		return fmt.Errorf("create KV bucket %s: %w", Bucket, err)
 	}
-	_, err := ensureActivityStream(ctx, js, opts.Replicas)
-	return err
+	return nil
 }
 
 // Publish stores n durably in NotifyStream for the dispatchers and waits for
@@ -142,21 +140,48 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, opts Options) er
 // duplicate. A full stream refuses: the error is returned, nothing stored
 // is dropped.
 func Publish(ctx context.Context, js jetstream.JetStream, n events.Notification) error {
+	_, err := publish(ctx, js, n)
+	return err
+}
+
+// publish is Publish, also saying whether the stream took n as a duplicate.
+func publish(ctx context.Context, js jetstream.JetStream, n events.Notification) (duplicate bool, err error) {
 	m := n.Message
 	if m.EventID == "" || m.InstanceID <= 0 {
-		return errors.New("publish notification: eventId and a positive instanceId are required")
+		return false, errors.New("publish notification: eventId and a positive instanceId are required")
 	}
 	body, err := n.Body()
 	if err != nil {
-		return fmt.Errorf("publish notification %s: %w", m.EventID, err)
+		return false, fmt.Errorf("publish notification %s: %w", m.EventID, err)
 	}
 	msg := nats.NewMsg(notifySubject(m.InstanceID))
 	msg.Data = body
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.EventID), jetstream.WithExpectStream(NotifyStream)); err != nil {
-		return fmt.Errorf("publish notification %s of instance %d: %w", m.EventID, m.InstanceID, err)
+	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.EventID), jetstream.WithExpectStream(NotifyStream))
+	if err != nil {
+		return false, fmt.Errorf("publish notification %s of instance %d: %w", m.EventID, m.InstanceID, err)
 	}
-	recordActivity(js, m.InstanceID, activityStored+"."+strconv.Itoa(len(m.Events)))
-	return nil
+	return ack.Duplicate, nil
+}
+
+// PublishNotification is Publish, counting the notification in the
+// instance's activity: the poll engine's NotificationPublisher.
+func (s *Store) PublishNotification(ctx context.Context, n events.Notification) error {
+	duplicate, err := publish(ctx, s.js, n)
+	if err == nil && !duplicate {
+		s.activity.count(n.Message.InstanceID, ActivityCounts{Changes: int64(len(n.Message.Events)), Notifications: 1})
+	}
+	return err
+}
+
+// RunActivity adds this process's activity counts to ActivityBucket every
+// ActivityFlush until ctx ends, then once more. Every process that stores
+// or delivers notifications runs it.
+func (s *Store) RunActivity(ctx context.Context) { s.activity.run(ctx) }
+
+// Activity returns what the instance did (GET /instances/{id}/activity);
+// the counts lag by up to ActivityFlush.
+func (s *Store) Activity(ctx context.Context, instanceID int64) (Activity, error) {
+	return s.activity.read(ctx, instanceID)
 }
 
 func notifySubject(instanceID int64) string {
