@@ -43,13 +43,13 @@ func TestWhenSaysHowFarFromNow(t *testing.T) {
 	}{
 		{nil, "—"},
 		{&time.Time{}, "—"},
-		{at(0), "2026-12-01 15:00:00 UTC (now)"},
-		{at(-42 * time.Second), "2026-12-01 14:59:18 UTC (42 s ago)"},
-		{at(5 * time.Minute), "2026-12-01 15:05:00 UTC (5 min from now)"},
-		{at(-3 * time.Hour), "2026-12-01 12:00:00 UTC (3 h ago)"},
-		{at(-72 * time.Hour), "2026-11-28 15:00:00 UTC (3 days ago)"},
+		{at(0), `2026-12-01 15:00:00 UTC <span class="ago">(now)</span>`},
+		{at(-42 * time.Second), `2026-12-01 14:59:18 UTC <span class="ago">(42 s ago)</span>`},
+		{at(5 * time.Minute), `2026-12-01 15:05:00 UTC <span class="ago">(5 min from now)</span>`},
+		{at(-3 * time.Hour), `2026-12-01 12:00:00 UTC <span class="ago">(3 h ago)</span>`},
+		{at(-72 * time.Hour), `2026-11-28 15:00:00 UTC <span class="ago">(3 days ago)</span>`},
 	} {
-		if got := when(tc.t, now); got != tc.want {
+		if got := string(when(tc.t, now)); got != tc.want {
 			t.Errorf("when(%v) = %q, want %q", tc.t, got, tc.want)
 		}
 	}

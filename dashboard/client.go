@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/pollhook/pollhook/api"
 )
 
 // apiClient calls the REST API in-process with one caller's Authorization.
@@ -19,6 +21,7 @@ type apiClient struct {
 type apiError struct {
 	Status  int
 	Message string
+	Errors  []api.FieldError // the problems of a 400, by field
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Message) }
@@ -34,13 +37,19 @@ func (c apiClient) call(ctx context.Context, method, path string, out any) (http
 	req.Header.Set("Authorization", c.auth)
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	c.api.ServeHTTP(rec, req)
+	if err := ctx.Err(); err != nil {
+		return rec.header, err // the API may have written nothing
+	}
 	if rec.status < 200 || rec.status > 299 {
-		var body struct{ Message string }
+		var body struct {
+			Message string
+			Errors  []api.FieldError
+		}
 		_ = json.Unmarshal(rec.body.Bytes(), &body)
 		if body.Message == "" {
 			body.Message = strings.TrimSpace(rec.body.String())
 		}
-		return rec.header, &apiError{Status: rec.status, Message: body.Message}
+		return rec.header, &apiError{Status: rec.status, Message: body.Message, Errors: body.Errors}
 	}
 	if out != nil {
 		if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {

@@ -1,13 +1,10 @@
 package dashboard
 
 import (
+	"context"
 	"errors"
-	"fmt"
-	"html/template"
-	"io/fs"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,25 +23,11 @@ const listPageSize = 25
 // listLimit is how many notifications, and dead letters, a detail page shows.
 const listLimit = 50
 
-// layout is what every page has: the page itself is in Page.
-type layout struct {
-	Title    string
-	CSRF     string // empty: signed out
-	Admin    bool
-	Instance int64 // an Element session's instance
-	Now      time.Time
-	Page     any
-}
-
-type errorPage struct {
-	Title, Message string
-	SignIn         bool // offer the sign-in page
-}
-
 type signinPage struct {
 	CSRF     string
 	Error    string
 	Instance string
+	Next     string // where to go after signing in
 }
 
 type listPage struct {
@@ -60,6 +43,8 @@ type instanceRow struct {
 	LastPoll, NextPoll *time.Time
 	LastError          string
 	Activity           dispatch.Activity
+	Unavailable        string // why its poller or activity could not be read
+	gone               bool   // deleted while the page was made
 }
 
 type detailPage struct {
@@ -70,101 +55,16 @@ type detailPage struct {
 	Notifications []dispatch.View
 	DeadLetters   []dispatch.View
 	LastRun       *engine.RunResult
-}
-
-// parsePages parses the layout with each page.
-func parsePages() (map[string]*template.Template, error) {
-	funcs := template.FuncMap{
-		"when":  when,
-		"short": func(id string) string { return id[:min(8, len(id))] },
-		"join":  strings.Join,
-		"deref": func(p *int) int { return *p },
-		"ptr":   func(t time.Time) *time.Time { return &t },
-		"minus": func(a, b int) int { return a - b },
-	}
-	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html")
-	if err != nil {
-		return nil, err
-	}
-	names, err := fs.Glob(templateFiles, "templates/*.html")
-	if err != nil {
-		return nil, err
-	}
-	pages := map[string]*template.Template{}
-	for _, name := range names {
-		if path.Base(name) == "layout.html" {
-			continue
-		}
-		t, err := template.Must(base.Clone()).ParseFS(templateFiles, name)
-		if err != nil {
-			return nil, err
-		}
-		pages[strings.TrimSuffix(path.Base(name), ".html")] = t
-	}
-	return pages, nil
-}
-
-// render writes page inside the layout.
-func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, c *caller, page any) {
-	l := layout{Title: pageTitle(page), Now: h.now().UTC(), Page: page}
-	if c != nil {
-		l.CSRF, l.Admin, l.Instance = c.session.CSRF, c.admin(), c.session.InstanceID
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	if err := h.pages[name].ExecuteTemplate(w, "layout.html", l); err != nil {
-		h.log.Error("dashboard template failed", "page", name, "path", r.URL.Path, "error", err)
-	}
-}
-
-func pageTitle(page any) string {
-	switch p := page.(type) {
-	case errorPage:
-		return p.Title
-	case signinPage:
-		return "Sign in"
-	case listPage:
-		return "Instances"
-	case detailPage:
-		return p.Instance.Name
-	}
-	return ""
-}
-
-// when writes a time for people: UTC, to the second, and how far from now.
-func when(t *time.Time, now time.Time) string {
-	if t == nil || t.IsZero() {
-		return "—"
-	}
-	d := now.Sub(*t)
-	rel := "ago"
-	if d < 0 {
-		d, rel = -d, "from now"
-	}
-	var span string
-	switch {
-	case d < time.Second:
-		return t.UTC().Format("2006-01-02 15:04:05") + " UTC (now)"
-	case d < time.Minute:
-		span = fmt.Sprintf("%d s", int(d.Seconds()))
-	case d < time.Hour:
-		span = fmt.Sprintf("%d min", int(d.Minutes()))
-	case d < 48*time.Hour:
-		span = fmt.Sprintf("%d h", int(d.Hours()))
-	default:
-		span = fmt.Sprintf("%d days", int(d.Hours()/24))
-	}
-	return t.UTC().Format("2006-01-02 15:04:05") + " UTC (" + span + " " + rel + ")"
+	Notice        string
 }
 
 func (h *Handler) signinForm(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		if _, _, err := h.sessions.load(r.Context(), c.Value); err == nil {
-			http.Redirect(w, r, Prefix, http.StatusSeeOther)
-			return
-		}
+	next := localPath(r.URL.Query().Get("next"))
+	if _, _, err := h.session(r); err == nil {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
 	}
-	h.showSignin(w, r, http.StatusOK, signinPage{})
+	h.showSignin(w, r, http.StatusOK, signinPage{Next: next})
 }
 
 func (h *Handler) showSignin(w http.ResponseWriter, r *http.Request, status int, page signinPage) {
@@ -173,31 +73,37 @@ func (h *Handler) showSignin(w http.ResponseWriter, r *http.Request, status int,
 	h.render(w, r, status, "signin", nil, page)
 }
 
-// signin checks the credentials against the API and starts a session.
+// signin checks the credentials against the API and starts a session,
+// ending the browser's previous one.
 func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
+	page := signinPage{Next: localPath(r.PostFormValue("next"))}
 	c, err := r.Cookie(signinCookie)
-	if err != nil || !h.sameOriginForm(r, c.Value) {
-		h.showSignin(w, r, http.StatusForbidden, signinPage{Error: "The sign-in form was too old or not sent from this page. Try again."})
+	if err != nil || !sameOriginForm(r, c.Value) {
+		page.Error = "The sign-in form was too old or not sent from this page. Try again."
+		h.showSignin(w, r, http.StatusForbidden, page)
 		return
 	}
 	user, org := strings.TrimSpace(r.PostFormValue("user")), strings.TrimSpace(r.PostFormValue("organization"))
 	rawID, token := strings.TrimSpace(r.PostFormValue("instance")), strings.TrimSpace(r.PostFormValue("token"))
-	page := signinPage{Instance: rawID}
+	page.Instance = rawID
 	var auth, check string
 	var instanceID int64
 	switch {
+	case strings.Contains(user+org+token, ","):
+		page.Error = "Secrets and tokens never contain a comma."
 	case user != "" && org != "":
 		auth, check = "User "+user+", Organization "+org, "/instances?pageSize=1"
 	case rawID != "" && token != "":
 		id, err := strconv.ParseInt(rawID, 10, 64)
 		if err != nil || id <= 0 {
 			page.Error = "The instance id is a positive whole number, like 12."
-			h.showSignin(w, r, http.StatusBadRequest, page)
-			return
+			break
 		}
-		auth, check, instanceID = "Element "+token, "/instances/"+rawID, id
+		auth, check, instanceID = "Element "+token, "/instances/"+strconv.FormatInt(id, 10), id
 	default:
 		page.Error = "Enter the User and Organization secrets, or an instance id and its Element token."
+	}
+	if page.Error != "" {
 		h.showSignin(w, r, http.StatusBadRequest, page)
 		return
 	}
@@ -211,6 +117,9 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.showSignin(w, r, http.StatusUnauthorized, page)
 		return
 	}
+	if old, _, err := h.session(r); err == nil {
+		_ = h.sessions.delete(r.Context(), old)
+	}
 	cookie, err := h.sessions.create(r.Context(), auth, instanceID)
 	if err != nil {
 		h.fail(w, r, nil, err)
@@ -218,13 +127,26 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	setCookie(w, r, signinCookie, "", -1)
 	setCookie(w, r, sessionCookie, cookie, SessionLifetime)
-	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+	http.Redirect(w, r, page.Next, http.StatusSeeOther)
 }
 
-func (h *Handler) signout(w http.ResponseWriter, r *http.Request, c *caller) {
-	if err := h.sessions.delete(r.Context(), c.session); err != nil {
-		h.fail(w, r, c, err)
+// signout ends the session. Without a live session (expired, or sealed
+// under another --secret-key) it only clears the cookie.
+func (h *Handler) signout(w http.ResponseWriter, r *http.Request) {
+	ses, _, err := h.session(r)
+	switch {
+	case errors.Is(err, errNoSession):
+	case err != nil:
+		h.fail(w, r, nil, err)
 		return
+	case !sameOriginForm(r, ses.CSRF):
+		h.render(w, r, http.StatusForbidden, "error", nil, errorPage{Title: "Form refused", Message: "This form was not sent from this dashboard's own page. Reload the page and try again."})
+		return
+	default:
+		if err := h.sessions.delete(r.Context(), ses); err != nil {
+			h.fail(w, r, nil, err)
+			return
+		}
 	}
 	setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
@@ -236,7 +158,7 @@ var shownStatuses = []string{instances.StatusActive, instances.StatusDisabled, i
 // instance.
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, c *caller) {
 	if !c.admin() {
-		http.Redirect(w, r, Prefix+"instances/"+strconv.FormatInt(c.session.InstanceID, 10), http.StatusSeeOther)
+		http.Redirect(w, r, instancePage(strconv.FormatInt(c.session.InstanceID, 10)), http.StatusSeeOther)
 		return
 	}
 	q := r.URL.Query()
@@ -267,29 +189,52 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, c *caller) {
 		filters.Set("next", next)
 		page.Next = Prefix + "?" + filters.Encode()
 	}
-	page.Rows = make([]instanceRow, len(views))
+	rows := make([]instanceRow, len(views))
 	g, ctx := errgroup.WithContext(r.Context())
 	g.SetLimit(8)
 	for i, v := range views {
-		row := &page.Rows[i]
+		row := &rows[i]
 		row.InstanceView = v
 		row.Token = "" // never rendered
-		id := strconv.FormatInt(v.ID, 10)
-		g.Go(func() error {
-			var st engine.PollerStatus
-			if _, err := c.api.call(ctx, http.MethodGet, "/instances/"+id+"/poller", &st); err != nil {
-				return err
-			}
-			row.LastPoll, row.NextPoll, row.LastError = summarize(st)
-			_, err := c.api.call(ctx, http.MethodGet, "/instances/"+id+"/activity", &row.Activity)
-			return err
-		})
+		g.Go(func() error { return h.fillRow(ctx, c, row) })
 	}
 	if err := g.Wait(); err != nil {
 		h.fail(w, r, c, err)
 		return
 	}
+	for _, row := range rows {
+		if !row.gone {
+			page.Rows = append(page.Rows, row)
+		}
+	}
 	h.render(w, r, http.StatusOK, "instances", c, page)
+}
+
+// fillRow reads a row's poller status and activity. Only a refused session
+// fails the page: a row deleted meanwhile is dropped, a row that cannot be
+// read says why.
+func (h *Handler) fillRow(ctx context.Context, c *caller, row *instanceRow) error {
+	base := "/instances/" + strconv.FormatInt(row.ID, 10)
+	var st engine.PollerStatus
+	_, err := c.api.call(ctx, http.MethodGet, base+"/poller", &st)
+	if err == nil {
+		row.LastPoll, row.NextPoll, row.LastError = summarize(st)
+		_, err = c.api.call(ctx, http.MethodGet, base+"/activity", &row.Activity)
+	}
+	var apiErr *apiError
+	switch {
+	case err == nil:
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
+		return err
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound:
+		row.gone = true
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		h.log.Warn("dashboard row unavailable", "instance_id", row.ID, "error", err)
+		row.Unavailable = "not available right now"
+	}
+	return nil
 }
 
 // summarize gives an instance's last poll, next poll and latest error over
@@ -313,10 +258,14 @@ func summarize(st engine.PollerStatus) (last, next *time.Time, lastErr string) {
 	return last, next, lastErr
 }
 
+// instancePage is the dashboard's page of an instance, and instanceAPI
+// its REST path.
+func instancePage(id string) string { return Prefix + "instances/" + url.PathEscape(id) }
+func instanceAPI(id string) string  { return "/instances/" + url.PathEscape(id) }
+
 // detail shows one instance.
 func (h *Handler) detail(w http.ResponseWriter, r *http.Request, c *caller) {
-	id := r.PathValue("id")
-	base := "/instances/" + url.PathEscape(id)
+	base := instanceAPI(r.PathValue("id"))
 	var page detailPage
 	if _, err := c.api.call(r.Context(), http.MethodGet, base, &page.Instance); err != nil {
 		h.fail(w, r, c, err)
@@ -324,66 +273,92 @@ func (h *Handler) detail(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	page.Instance.Token = "" // never rendered
 	g, ctx := errgroup.WithContext(r.Context())
-	g.Go(func() error {
-		_, err := c.api.call(ctx, http.MethodGet, base+"/poller", &page.Poller)
-		return err
-	})
-	g.Go(func() error {
-		_, err := c.api.call(ctx, http.MethodGet, base+"/activity", &page.Activity)
-		return err
-	})
-	g.Go(func() error {
-		_, err := c.api.call(ctx, http.MethodGet, base+"/events?limit="+strconv.Itoa(listLimit), &page.Notifications)
-		return err
-	})
-	g.Go(func() error {
-		_, err := c.api.call(ctx, http.MethodGet, base+"/deliveries?status=failed&limit="+strconv.Itoa(listLimit), &page.DeadLetters)
-		return err
-	})
+	for path, out := range map[string]any{
+		base + "/poller":   &page.Poller,
+		base + "/activity": &page.Activity,
+		base + "/events?limit=" + strconv.Itoa(listLimit):                   &page.Notifications,
+		base + "/deliveries?status=failed&limit=" + strconv.Itoa(listLimit): &page.DeadLetters,
+	} {
+		g.Go(func() error {
+			_, err := c.api.call(ctx, http.MethodGet, path, out)
+			return err
+		})
+	}
 	if err := g.Wait(); err != nil {
 		h.fail(w, r, c, err)
 		return
 	}
 	page.Chart = newChart(page.Activity.LastHour)
-	if run := c.session.LastRun; run != nil && run.InstanceID == page.Instance.ID && r.Header.Get("X-Pollhook-Live") == "" {
-		page.LastRun = run
-		c.session.LastRun = nil
-		if err := h.sessions.save(r.Context(), c.session); err != nil {
+	if r.Header.Get("X-Pollhook-Live") == "" && (c.session.LastRun != nil || c.session.Notice != "") {
+		if run := c.session.LastRun; run != nil && run.InstanceID == page.Instance.ID {
+			page.LastRun = run
+		}
+		page.Notice = c.session.Notice
+		c.session.LastRun, c.session.Notice = nil, ""
+		if err := h.sessions.save(r.Context(), c.session); err != nil && !errors.Is(err, errNoSession) {
 			h.log.Warn("dashboard session not saved", "error", err)
 		}
 	}
 	h.render(w, r, http.StatusOK, "instance", c, page)
 }
 
-// pollNow polls the instance (waiting, as the API does) and shows the
-// instance with the run's summary.
+// pollNow polls the instance (waiting, as the API does) and goes back to
+// the instance, which shows the run's summary.
 func (h *Handler) pollNow(w http.ResponseWriter, r *http.Request, c *caller) {
 	id := r.PathValue("id")
+	started := h.now()
 	var run engine.RunResult
-	if _, err := c.api.call(r.Context(), http.MethodPost, "/instances/"+url.PathEscape(id)+"/poller/run", &run); err != nil {
+	_, err := c.api.call(r.Context(), http.MethodPost, instanceAPI(id)+"/poller/run", &run)
+	var apiErr *apiError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict:
+		c.session.Notice = "Not polled: " + apiErr.Message
+	case err != nil:
 		h.fail(w, r, c, err)
 		return
-	}
-	if len(run.Resources) > 0 { // 202: the poll goes on in the background, nothing to show yet
+	case len(run.Resources) == 0: // 202: the poll goes on in the background
+		c.session.Notice = "The poll started at " + started.UTC().Format("15:04:05") + " UTC is still running; its results appear below when it ends."
+	default:
 		c.session.LastRun = &run
-		if err := h.sessions.save(r.Context(), c.session); err != nil {
-			h.fail(w, r, c, err)
-			return
-		}
 	}
-	http.Redirect(w, r, Prefix+"instances/"+url.PathEscape(id), http.StatusSeeOther)
+	h.saveAndShow(w, r, c, instancePage(id))
 }
 
 // redeliver requeues one dead letter (form field eventId) or all of them.
 func (h *Handler) redeliver(w http.ResponseWriter, r *http.Request, c *caller) {
 	id := r.PathValue("id")
-	target := "/instances/" + url.PathEscape(id) + "/deliveries/redeliver"
+	target := instanceAPI(id) + "/deliveries/redeliver"
 	if eventID := r.PostFormValue("eventId"); eventID != "" {
-		target = "/instances/" + url.PathEscape(id) + "/deliveries/" + url.PathEscape(eventID) + "/redeliver"
+		target = instanceAPI(id) + "/deliveries/" + url.PathEscape(eventID) + "/redeliver"
 	}
-	if _, err := c.api.call(r.Context(), http.MethodPost, target, nil); err != nil {
+	var requeued struct {
+		EventIDs []string `json:"eventIds"`
+	}
+	_, err := c.api.call(r.Context(), http.MethodPost, target, &requeued)
+	var apiErr *apiError
+	switch {
+	case errors.As(err, &apiErr) && (apiErr.Status == http.StatusConflict || apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusGone):
+		c.session.Notice = "Not redelivered: " + apiErr.Message
+	case err != nil:
+		h.fail(w, r, c, err)
+		return
+	case r.PostFormValue("eventId") != "":
+		c.session.Notice = "Redelivery of " + r.PostFormValue("eventId") + " queued."
+	default:
+		c.session.Notice = "Redelivery of " + strconv.Itoa(len(requeued.EventIDs)) + " dead letters queued."
+	}
+	h.saveAndShow(w, r, c, instancePage(id)+"#notifications")
+}
+
+// saveAndShow keeps the session's one-time messages and sends the browser
+// to page.
+func (h *Handler) saveAndShow(w http.ResponseWriter, r *http.Request, c *caller, page string) {
+	if err := h.sessions.save(r.Context(), c.session); errors.Is(err, errNoSession) {
+		h.signedOut(w, r) // signed out while the action ran
+		return
+	} else if err != nil {
 		h.fail(w, r, c, err)
 		return
 	}
-	http.Redirect(w, r, Prefix+"instances/"+url.PathEscape(id)+"#notifications", http.StatusSeeOther)
+	http.Redirect(w, r, page, http.StatusSeeOther)
 }

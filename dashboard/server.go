@@ -2,15 +2,18 @@ package dashboard
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,16 +68,23 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Handler, err
 	if err != nil {
 		return nil, err
 	}
-	pages, err := parsePages()
+	static, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		return nil, err
+	}
+	version, err := contentVersion(static)
+	if err != nil {
+		return nil, err
+	}
+	pages, err := parsePages(version)
 	if err != nil {
 		return nil, err
 	}
 	h := &Handler{api: cfg.API, sessions: ses, pages: pages, log: cfg.Logger, mux: http.NewServeMux(), now: time.Now}
-	static, _ := fs.Sub(staticFiles, "static")
-	h.mux.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", cacheFor(time.Hour, http.FileServerFS(static))))
+	h.mux.Handle("GET "+Prefix+"static/{file}", staticHandler(static))
 	h.mux.HandleFunc("GET "+Prefix+"signin", h.signinForm)
 	h.mux.HandleFunc("POST "+Prefix+"signin", h.signin)
-	h.mux.HandleFunc("POST "+Prefix+"signout", h.signedIn(h.signout))
+	h.mux.HandleFunc("POST "+Prefix+"signout", h.signout)
 	h.mux.HandleFunc("GET "+Prefix+"{$}", h.signedIn(h.list))
 	h.mux.HandleFunc("GET "+Prefix+"instances/{id}", h.signedIn(h.detail))
 	h.mux.HandleFunc("POST "+Prefix+"instances/{id}/poll", h.signedIn(h.pollNow))
@@ -96,10 +106,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-func cacheFor(d time.Duration, next http.Handler) http.Handler {
+// contentVersion is a short hash of the static files, put in their URLs so
+// that a new build's files are never taken from a cache.
+func contentVersion(static fs.FS) (string, error) {
+	sum := sha256.New()
+	err := fs.WalkDir(static, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(static, path)
+		sum.Write([]byte(path))
+		sum.Write(data)
+		return err
+	})
+	return hex.EncodeToString(sum.Sum(nil))[:12], err
+}
+
+// staticHandler serves the files of static (no directory listings), cached
+// for a day: their URLs carry the content version.
+func staticHandler(static fs.FS) http.Handler {
+	files := http.FileServerFS(static)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(d.Seconds())))
-		next.ServeHTTP(w, r)
+		name := r.PathValue("file")
+		if st, err := fs.Stat(static, name); err != nil || st.IsDir() {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + name
+		files.ServeHTTP(w, r2)
 	})
 }
 
@@ -114,21 +150,13 @@ type caller struct {
 func (c *caller) admin() bool { return c.session.InstanceID == 0 }
 
 // signedIn runs next for a request with a live session and, for a POST, a
-// valid CSRF token; others are sent to the sign-in page (GET) or refused.
+// valid CSRF token. A GET without one goes to the sign-in page (and back
+// after it); a POST is refused.
 func (h *Handler) signedIn(next func(http.ResponseWriter, *http.Request, *caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var ses *session
-		var auth string
-		err := errNoSession
-		if c, cerr := r.Cookie(sessionCookie); cerr == nil {
-			ses, auth, err = h.sessions.load(r.Context(), c.Value)
-		}
+		ses, auth, err := h.session(r)
 		if errors.Is(err, errNoSession) {
-			if r.Method == http.MethodGet {
-				http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
-				return
-			}
-			h.render(w, r, http.StatusForbidden, "error", nil, errorPage{Title: "Signed out", Message: "Your session has ended. Sign in again, then repeat what you did.", SignIn: true})
+			h.signedOut(w, r)
 			return
 		}
 		if err != nil {
@@ -136,7 +164,7 @@ func (h *Handler) signedIn(next func(http.ResponseWriter, *http.Request, *caller
 			return
 		}
 		c := &caller{session: ses, api: apiClient{api: h.api, auth: auth}}
-		if r.Method == http.MethodPost && !h.sameOriginForm(r, ses.CSRF) {
+		if r.Method == http.MethodPost && !sameOriginForm(r, ses.CSRF) {
 			h.render(w, r, http.StatusForbidden, "error", c, errorPage{Title: "Form refused", Message: "This form was not sent from this dashboard's own page (or it is too old). Reload the page and try again."})
 			return
 		}
@@ -144,9 +172,44 @@ func (h *Handler) signedIn(next func(http.ResponseWriter, *http.Request, *caller
 	}
 }
 
+// session returns the request's session, or errNoSession.
+func (h *Handler) session(r *http.Request) (*session, string, error) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil, "", errNoSession
+	}
+	return h.sessions.load(r.Context(), c.Value)
+}
+
+// signedOut answers a request without a session.
+func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		h.render(w, r, http.StatusForbidden, "error", nil, errorPage{Title: "Signed out", Message: "Your session has ended. Sign in again, then repeat what you did.", SignIn: true})
+		return
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+		// A link from elsewhere: the browser kept the SameSite=Strict
+		// cookie back. Loading the page again from here sends it.
+		h.render(w, r, http.StatusOK, "reload", nil, reloadPage{URL: r.URL.RequestURI()})
+		return
+	}
+	http.Redirect(w, r, Prefix+"signin?"+url.Values{"next": {r.URL.RequestURI()}}.Encode(), http.StatusSeeOther)
+}
+
+// localPath returns p when it is a path of the dashboard (not another
+// site's URL), else Prefix.
+func localPath(p string) string {
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, Prefix) ||
+		strings.Contains(p, "//") || strings.Contains(p, `\`) {
+		return Prefix
+	}
+	return p
+}
+
 // sameOriginForm checks a POST: its csrf field must equal token, and the
 // browser must not say it came from another site.
-func (h *Handler) sameOriginForm(r *http.Request, token string) bool {
+func sameOriginForm(r *http.Request, token string) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return false
 	}
@@ -161,7 +224,8 @@ func (h *Handler) sameOriginForm(r *http.Request, token string) bool {
 }
 
 // setCookie sets a dashboard cookie: HttpOnly, SameSite=Strict, Secure
-// over TLS; maxAge < 0 deletes it.
+// over TLS (or behind a proxy saying X-Forwarded-Proto: https); maxAge < 0
+// deletes it.
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
 	c := &http.Cookie{
 		Name: name, Value: value, Path: Prefix,
@@ -176,12 +240,15 @@ func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAg
 }
 
 // fail answers an error of an API call: a refused session is signed out,
-// a missing instance is a 404, anything else an error page.
+// a client that left gets nothing, the API's own refusals keep their status
+// and message, anything else is an error page.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, c *caller, err error) {
 	var apiErr *apiError
 	switch {
-	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized && c != nil && c.session.InstanceID != 0 && r.PathValue("id") != "" && r.PathValue("id") != fmt.Sprint(c.session.InstanceID):
-		h.render(w, r, http.StatusNotFound, "error", c, errorPage{Title: "Not found", Message: "This session may only see instance " + fmt.Sprint(c.session.InstanceID) + "."})
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return // the browser left
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized && c != nil && !c.admin() && r.PathValue("id") != strconv.FormatInt(c.session.InstanceID, 10):
+		h.render(w, r, http.StatusNotFound, "error", c, errorPage{Title: "Not found", Message: "This session may only see instance " + strconv.FormatInt(c.session.InstanceID, 10) + "."})
 	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
 		if c != nil {
 			_ = h.sessions.delete(r.Context(), c.session)
@@ -190,8 +257,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, c *caller, err er
 		h.render(w, r, http.StatusUnauthorized, "error", nil, errorPage{Title: "Signed out", Message: "The credentials of this session are no longer accepted. Sign in again.", SignIn: true})
 	case errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound:
 		h.render(w, r, http.StatusNotFound, "error", c, errorPage{Title: "Not found", Message: apiErr.Message})
+	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500:
+		h.render(w, r, apiErr.Status, "error", c, errorPage{Title: "Not done", Message: apiErr.Message, Problems: apiErr.Errors})
 	case errors.As(err, &apiErr):
-		h.render(w, r, http.StatusBadGateway, "error", c, errorPage{Title: "The API refused", Message: apiErr.Message})
+		h.render(w, r, http.StatusBadGateway, "error", c, errorPage{Title: "The API failed", Message: apiErr.Message})
 	default:
 		h.log.Error("dashboard request failed", "path", r.URL.Path, "error", err)
 		h.render(w, r, http.StatusInternalServerError, "error", c, errorPage{Title: "Something failed", Message: "An internal error occurred; the server log has the details."})

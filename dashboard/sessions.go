@@ -22,7 +22,7 @@ import (
 // SHA-256 of the session cookie, so the store never holds a usable cookie.
 const SessionBucket = "POLLHOOK_UI_SESSIONS"
 
-// SessionLifetime is how long a session lasts after its last change.
+// SessionLifetime is how long a session lasts after sign-in.
 const SessionLifetime = 12 * time.Hour
 
 // session is one signed-in browser.
@@ -31,18 +31,23 @@ type session struct {
 	Authorization string `json:"authorization"`
 	// InstanceID is the instance of an Element-token session; 0 for the
 	// organization.
-	InstanceID int64  `json:"instanceId,omitempty"`
-	CSRF       string `json:"csrf"`
-	// LastRun is the result of the last "Poll now", shown once.
+	InstanceID int64     `json:"instanceId,omitempty"`
+	CSRF       string    `json:"csrf"`
+	ExpiresAt  time.Time `json:"expiresAt"`
+	// LastRun is the result of the last "Poll now", and Notice a message
+	// about the last action; each is shown once.
 	LastRun *engine.RunResult `json:"lastRun,omitempty"`
+	Notice  string            `json:"notice,omitempty"`
 
 	key string // the KV key
+	rev uint64 // the KV revision read
 }
 
 // sessions stores sessions in SessionBucket.
 type sessions struct {
 	kv     jetstream.KeyValue
 	sealer *instances.Sealer
+	now    func() time.Time
 }
 
 func openSessions(ctx context.Context, js jetstream.JetStream, replicas int, sealer *instances.Sealer) (*sessions, error) {
@@ -57,7 +62,7 @@ func openSessions(ctx context.Context, js jetstream.JetStream, replicas int, sea
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", SessionBucket, err)
 	}
-	return &sessions{kv: kv, sealer: sealer}, nil
+	return &sessions{kv: kv, sealer: sealer, now: time.Now}, nil
 }
 
 // randomToken returns 256 random bits, URL-safe.
@@ -81,9 +86,17 @@ func (s *sessions) create(ctx context.Context, authorization string, instanceID 
 		Authorization: s.sealer.Seal(authorization, "dashboard/session/"+key),
 		InstanceID:    instanceID,
 		CSRF:          randomToken(),
+		ExpiresAt:     s.now().Add(SessionLifetime).UTC(),
 		key:           key,
 	}
-	return cookie, s.save(ctx, ses)
+	data, err := json.Marshal(ses)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.kv.Create(ctx, key, data); err != nil {
+		return "", err
+	}
+	return cookie, nil
 }
 
 // errNoSession means the cookie names no live session.
@@ -103,20 +116,32 @@ func (s *sessions) load(ctx context.Context, cookie string) (*session, string, e
 	if err := json.Unmarshal(e.Value(), &ses); err != nil {
 		return nil, "", errNoSession
 	}
+	ses.key, ses.rev = key, e.Revision()
+	if !s.now().Before(ses.ExpiresAt) {
+		_ = s.delete(ctx, &ses)
+		return nil, "", errNoSession
+	}
 	auth, err := s.sealer.Open(ses.Authorization, "dashboard/session/"+key)
 	if err != nil {
 		return nil, "", errNoSession // sealed under another --secret-key
 	}
-	ses.key = key
 	return &ses, auth, nil
 }
 
+// save writes ses back if it is unchanged since load: a session signed out
+// meanwhile stays signed out.
 func (s *sessions) save(ctx context.Context, ses *session) error {
 	data, err := json.Marshal(ses)
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Put(ctx, ses.key, data)
+	rev, err := s.kv.Update(ctx, ses.key, data, ses.rev)
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return errNoSession
+	}
+	if err == nil {
+		ses.rev = rev
+	}
 	return err
 }
 

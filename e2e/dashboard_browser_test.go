@@ -56,6 +56,8 @@ func TestDashboardInABrowserFromSignInToRedelivery(t *testing.T) {
 		t.Fatalf("poll summary row %q, want contacts ok", got)
 	}
 	first := waitForDelivery(t, s, 1)
+	// The page refreshes itself: the footer says when it last did.
+	b.run(t, chromedp.WaitVisible(chromedp.Search(`//span[@data-live-clock][contains(., "updated")]`)))
 	b.step(t, "the delivered notification appears by itself", shots, "2-delivered.png",
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#notifications tr[data-event-id=%q] .status-delivered`, first))))
 

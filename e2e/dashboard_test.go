@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"net/http"
@@ -39,13 +40,13 @@ func TestDashboardSessionsRefuseForeignFormsAndRenderNoSecret(t *testing.T) {
 
 	// Signed out: pages send to the sign-in page, forms are refused.
 	anon := newUIClient(t, p)
-	if status, loc := anon.get(t, "/ui/"); status != http.StatusSeeOther || loc != "/ui/signin" {
-		t.Fatalf("GET /ui/ signed out: %d to %q, want 303 to /ui/signin", status, loc)
+	if status, loc := anon.get(t, page); status != http.StatusSeeOther || loc != "/ui/signin?next="+url.QueryEscape(page) {
+		t.Fatalf("GET %s signed out: %d to %q, want 303 to the sign-in page and back", page, status, loc)
 	}
 	if status, _ := anon.post(t, page+"/poll", url.Values{}); status != http.StatusForbidden {
 		t.Errorf("POST poll signed out: %d, want 403", status)
 	}
-	if status, body := anon.signIn(t, url.Values{"user": {user}, "organization": {"wrong"}}); status != http.StatusUnauthorized || !strings.Contains(body, "refused") {
+	if status, _, body := anon.signIn(t, "/ui/signin", url.Values{"user": {user}, "organization": {"wrong"}}); status != http.StatusUnauthorized || !strings.Contains(body, "refused") {
 		t.Errorf("sign-in with a wrong secret: %d, want 401 saying refused", status)
 	}
 	if anon.cookie(sessionCookieName) != "" {
@@ -56,11 +57,20 @@ func TestDashboardSessionsRefuseForeignFormsAndRenderNoSecret(t *testing.T) {
 		t.Errorf("sign-in without the form's token: %d, want 403", status)
 	}
 
-	// The organization signs in; the session cookie is HttpOnly and SameSite=Strict.
+	// A link from another site comes without the SameSite=Strict cookie:
+	// the page loads itself again from here, which sends it.
+	req := anon.request(t, http.MethodGet, page, nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if status, _, body := anon.do(t, req); status != http.StatusOK || !strings.Contains(body, `http-equiv="refresh"`) {
+		t.Errorf("a link from another site: %d, want a page that reloads itself", status)
+	}
+
+	// The organization signs in, from a link to the instance's page, and
+	// lands there; the session cookie is HttpOnly and SameSite=Strict.
 	admin := newUIClient(t, p)
-	status, _ := admin.signIn(t, url.Values{"user": {user}, "organization": {org}})
-	if status != http.StatusSeeOther {
-		t.Fatalf("sign-in: %d, want 303", status)
+	status, loc, _ := admin.signIn(t, "/ui/signin?next="+url.QueryEscape(page), url.Values{"user": {user}, "organization": {org}})
+	if status != http.StatusSeeOther || loc != page {
+		t.Fatalf("sign-in: %d to %q, want 303 to %s", status, loc, page)
 	}
 	if h := admin.setCookie; !strings.Contains(h, "HttpOnly") || !strings.Contains(h, "SameSite=Strict") || !strings.Contains(h, "Path=/ui/") {
 		t.Errorf("session cookie %q, want HttpOnly, SameSite=Strict, Path=/ui/", h)
@@ -105,7 +115,7 @@ func TestDashboardSessionsRefuseForeignFormsAndRenderNoSecret(t *testing.T) {
 	// An Element token sees its own instance alone.
 	other := keapInstanceWithCallback(t, p, keap, s.URL(), "", 10)
 	element := newUIClient(t, p)
-	if status, _ := element.signIn(t, url.Values{"instance": {fmt.Sprint(id)}, "token": {in.Token}}); status != http.StatusSeeOther {
+	if status, _, _ := element.signIn(t, "/ui/signin", url.Values{"instance": {fmt.Sprint(id)}, "token": {in.Token}}); status != http.StatusSeeOther {
 		t.Fatalf("sign-in with the Element token: %d", status)
 	}
 	if status, loc := element.get(t, "/ui/"); status != http.StatusSeeOther || loc != page {
@@ -117,7 +127,7 @@ func TestDashboardSessionsRefuseForeignFormsAndRenderNoSecret(t *testing.T) {
 	if status, _ := element.read(t, fmt.Sprintf("/ui/instances/%d", other)); status != http.StatusNotFound {
 		t.Errorf("an Element session reading another instance: %d, want 404", status)
 	}
-	if status, _ := newUIClient(t, p).signIn(t, url.Values{"instance": {fmt.Sprint(other)}, "token": {in.Token}}); status != http.StatusUnauthorized {
+	if status, _, _ := newUIClient(t, p).signIn(t, "/ui/signin", url.Values{"instance": {fmt.Sprint(other)}, "token": {in.Token}}); status != http.StatusUnauthorized {
 		t.Errorf("an Element token signing in for another instance: %d, want 401", status)
 	}
 
@@ -143,8 +153,8 @@ func TestDashboardSessionsRefuseForeignFormsAndRenderNoSecret(t *testing.T) {
 	}
 	replay := newUIClient(t, p)
 	replay.setSession(sessionCookies[0])
-	if status, loc := replay.get(t, "/ui/"); status != http.StatusSeeOther || loc != "/ui/signin" {
-		t.Errorf("the signed-out cookie replayed: %d to %q, want 303 to /ui/signin", status, loc)
+	if status, loc := replay.get(t, "/ui/"); status != http.StatusSeeOther || !strings.HasPrefix(loc, "/ui/signin") {
+		t.Errorf("the signed-out cookie replayed: %d to %q, want 303 to the sign-in page", status, loc)
 	}
 }
 
@@ -282,14 +292,19 @@ func (c *uiClient) postFrom(t *testing.T, path string, form url.Values, site str
 	return status, loc
 }
 
-// signIn opens the sign-in page and sends its form with fields.
-func (c *uiClient) signIn(t *testing.T, fields url.Values) (int, string) {
+// signIn opens the sign-in page at path and sends its form (with its next
+// field) with fields; it returns the status, the Location and the page.
+func (c *uiClient) signIn(t *testing.T, path string, fields url.Values) (int, string, string) {
 	t.Helper()
-	_, page := c.read(t, "/ui/signin")
+	_, page := c.read(t, path)
 	fields.Set("csrf", csrfOf(t, page))
-	status, _, body := c.do(t, c.request(t, http.MethodPost, "/ui/signin", fields))
-	return status, body
+	if m := nextField.FindStringSubmatch(page); m != nil {
+		fields.Set("next", html.UnescapeString(m[1]))
+	}
+	return c.do(t, c.request(t, http.MethodPost, "/ui/signin", fields))
 }
+
+var nextField = regexp.MustCompile(`name="next" value="([^"]*)"`)
 
 // cookie returns the value of the named cookie the client holds.
 func (c *uiClient) cookie(name string) string {

@@ -3,13 +3,37 @@
 // without it.
 (function () {
   "use strict";
-  var interval = 3000;
+  var interval = 3000, maxInterval = 30000, wait = interval;
 
-  function refresh() {
-    if (document.visibilityState !== "visible" || !document.querySelector("[data-live]")) {
+  // The relative times ("(4 s ago)") change on every refresh: a part is
+  // replaced only when something else changed; otherwise they are updated
+  // in place, so nothing the user scrolled or selected moves.
+  function withoutTimes(html) {
+    return html.replace(/<span class="ago">[^<]*<\/span>/g, "");
+  }
+
+  function update(el, next) {
+    if (withoutTimes(next.innerHTML) !== withoutTimes(el.innerHTML)) {
+      if (!el.contains(document.activeElement)) { // leave a part the user is working in
+        el.innerHTML = next.innerHTML;
+      }
       return;
     }
-    fetch(location.href, { credentials: "same-origin", headers: { "X-Pollhook-Live": "1" } })
+    var olds = el.querySelectorAll(".ago"), news = next.querySelectorAll(".ago");
+    for (var i = 0; i < olds.length && i < news.length; i++) {
+      if (olds[i].textContent !== news[i].textContent) {
+        olds[i].textContent = news[i].textContent;
+      }
+    }
+  }
+
+  function refresh() {
+    if (document.visibilityState !== "visible") {
+      return Promise.resolve(true);
+    }
+    var abort = new AbortController();
+    var timer = setTimeout(function () { abort.abort(); }, 10000);
+    return fetch(location.href, { credentials: "same-origin", headers: { "X-Pollhook-Live": "1" }, signal: abort.signal })
       .then(function (res) {
         if (res.redirected || res.status === 401 || res.status === 403) {
           location.reload(); // signed out: show the sign-in page
@@ -19,22 +43,33 @@
       })
       .then(function (html) {
         if (!html) {
-          return;
+          return false;
         }
         var fresh = new DOMParser().parseFromString(html, "text/html");
         document.querySelectorAll("[data-live][id]").forEach(function (el) {
           var next = fresh.getElementById(el.id);
-          // Leave alone a part the user is working in (keyboard focus).
-          if (next && next.innerHTML !== el.innerHTML && !el.contains(document.activeElement)) {
-            el.innerHTML = next.innerHTML;
+          if (next) {
+            update(el, next);
           }
         });
         var clock = document.querySelector("[data-live-clock]");
         if (clock) {
           clock.textContent = "; updated " + new Date().toISOString().slice(11, 19) + " UTC";
         }
+        return true;
       })
-      .catch(function () { /* the next tick tries again */ });
+      .catch(function () { return false; })
+      .finally(function () { clearTimeout(timer); });
+  }
+
+  // One refresh at a time; after a failure, wait longer (up to 30 s).
+  function loop() {
+    setTimeout(function () {
+      refresh().then(function (ok) {
+        wait = ok ? interval : Math.min(wait * 2, maxInterval);
+        loop();
+      });
+    }, wait);
   }
 
   document.addEventListener("submit", function (ev) {
@@ -49,5 +84,7 @@
     }
   });
 
-  setInterval(refresh, interval);
+  if (document.querySelector("[data-live]")) {
+    loop();
+  }
 })();
