@@ -92,14 +92,7 @@ func TestTwoDispatchersNeverDeliverOneNotificationConcurrently(t *testing.T) {
 func TestHeldDestinationWithAThousandWaitingDoesNotStallAHealthyOne(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{RetrySchedule: []time.Duration{time.Minute, 2 * time.Minute}})
-	block := make(chan struct{})
-	dead := newSink(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
-		select { // never answers within the timeout
-		case <-block:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(block) })
+	dead := hangingSink(t)
 	healthy := newSink(t, nil)
 	e.inst.set(1, Endpoint{CallbackURL: dead.URL})
 	e.inst.set(2, Endpoint{CallbackURL: healthy.URL})

@@ -108,14 +108,7 @@ func TestEveryDispatcherSharesOneDurableConsumerWithExplicitAcksAndBoundedInFlig
 func TestThousandsHeldForADeadDestinationLeaveNothingPendingInTheConsumers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{RetrySchedule: []time.Duration{time.Minute, 2 * time.Minute}})
-	block := make(chan struct{})
-	dead := newSink(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
-		select { // never answers within the timeout
-		case <-block:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(block) })
+	dead := hangingSink(t)
 	healthy := newSink(t, nil)
 	e.inst.set(1, Endpoint{CallbackURL: dead.URL})
 	e.inst.set(2, Endpoint{CallbackURL: healthy.URL})
@@ -126,12 +119,10 @@ func TestThousandsHeldForADeadDestinationLeaveNothingPendingInTheConsumers(t *te
 	}
 	var counts map[string]int
 	eventually(t, 60*time.Second, func() bool {
-		views, err := e.store.List(t.Context(), 1, "", waiting)
-		counts = map[string]int{}
-		for _, v := range views {
-			counts[v.Status]++
-		}
-		return err == nil && len(views) == waiting && counts[StatusHeld]+counts[StatusRetrying] == waiting
+		var listed int
+		var err error
+		counts, listed, err = e.statuses(1, waiting)
+		return err == nil && listed == waiting && counts[StatusHeld]+counts[StatusRetrying] == waiting
 	}, func() string { return fmt.Sprintf("the dead destination's notifications do not all wait: %v", counts) })
 	if counts[StatusHeld] < waiting-8*2 {
 		t.Errorf("%v: want all but the attempts that held the destination held", counts)

@@ -18,14 +18,7 @@ func TestHeldTimeCountsAgainstTheScheduleAndEndsAsDestinationUnavailable(t *test
 	t.Parallel()
 	schedule := []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, 900 * time.Millisecond}
 	e := newEnv(t, Options{RetrySchedule: schedule})
-	block := make(chan struct{})
-	dead := newSink(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
-		select { // never answers within the timeout
-		case <-block:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(block) })
+	dead := hangingSink(t)
 	e.inst.set(1, Endpoint{CallbackURL: dead.URL})
 	e.run(Config{DeliveryTimeout: time.Second, PerDestination: 8})
 	began := time.Now()
@@ -85,11 +78,8 @@ func TestNotificationsWaitingForASlotWhenTheHoldBeginsAreNotAttempted(t *testing
 	}
 	var counts map[string]int
 	eventually(t, 20*time.Second, func() bool {
-		views, err := e.store.List(t.Context(), 1, "", n)
-		counts = map[string]int{}
-		for _, v := range views {
-			counts[v.Status]++
-		}
+		var err error
+		counts, _, err = e.statuses(1, n)
 		return err == nil && counts[StatusHeld]+counts[StatusRetrying] == n
 	}, func() string { return fmt.Sprintf("the notifications do not all wait: %v", counts) })
 	time.Sleep(300 * time.Millisecond)

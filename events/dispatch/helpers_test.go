@@ -123,6 +123,17 @@ func notificationOf(id int64, objectID string) events.Notification {
 	return n
 }
 
+// statuses counts the statuses of the instance's latest limit
+// notifications; n is how many there are.
+func (e *env) statuses(id int64, limit int) (counts map[string]int, n int, err error) {
+	views, err := e.store.List(e.t.Context(), id, "", limit)
+	counts = map[string]int{}
+	for _, v := range views {
+		counts[v.Status]++
+	}
+	return counts, len(views), err
+}
+
 // get returns the view of a notification, failing the test if missing.
 func (e *env) get(eventID string) View {
 	e.t.Helper()
@@ -207,6 +218,20 @@ func newSink(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Re
 		}
 	}))
 	t.Cleanup(s.Close)
+	return s
+}
+
+// hangingSink is a sink that never answers (until the test ends): every
+// attempt to it times out.
+func hangingSink(t testing.TB) *sink {
+	block := make(chan struct{})
+	s := newSink(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(block) }) // before the server closes
 	return s
 }
 

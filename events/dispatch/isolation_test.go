@@ -14,14 +14,7 @@ import (
 func healthyRate(t testing.TB, deadWaiting int) float64 {
 	t.Helper()
 	e := newEnv(t, Options{RetrySchedule: []time.Duration{time.Minute, 2 * time.Minute}})
-	block := make(chan struct{})
-	dead := newSink(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(block) })
+	dead := hangingSink(t)
 	healthy := newSink(t, func(int, http.ResponseWriter, *http.Request) { time.Sleep(2 * time.Millisecond) })
 	e.inst.set(1, Endpoint{CallbackURL: dead.URL})
 	e.inst.set(2, Endpoint{CallbackURL: healthy.URL})
