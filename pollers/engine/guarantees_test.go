@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -299,22 +298,7 @@ func TestNotificationsCarryAtMostBatchSizeChangesAndTheUpstreamsBytes(t *testing
 func TestPollJobAppliesAPatchAtTheNextTickAndSkipsADisabledInstance(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	sealer, err := instances.NewSealer(bytes.Repeat([]byte{1}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := instances.OpenStore(r.ctx, r.js, 1, sealer, r.registry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := r.keapInstance(contactsResource(nil))
-	in.EventsEnabled = true
-	in.Configuration[instances.KeyEventsEnabled] = true
-	in.Configuration[instances.KeyCallbackURL] = "http://127.0.0.1:9/hooks"
-	tokenID := in.ID
-	if err := store.Create(r.ctx, in); err != nil || in.ID != tokenID {
-		t.Fatalf("create: id %d (token saved for %d), %v", in.ID, tokenID, err)
-	}
+	store, in := r.storedKeapInstance()
 	rules := instances.Rules{Registry: r.registry, MinRefreshInterval: time.Second}
 	patch := func(body string) {
 		t.Helper()
