@@ -127,6 +127,13 @@ func TestDashboardSessionsRefuseForeignFormsAndRenderNoSecret(t *testing.T) {
 	if status, _ := element.read(t, fmt.Sprintf("/ui/instances/%d", other)); status != http.StatusNotFound {
 		t.Errorf("an Element session reading another instance: %d, want 404", status)
 	}
+	_, own := element.read(t, page)
+	if status, _ := element.post(t, fmt.Sprintf("/ui/instances/%d/poll", other), url.Values{"csrf": {csrfOf(t, own)}}); status != http.StatusNotFound {
+		t.Errorf("an Element session polling another instance: %d, want 404", status)
+	}
+	if polls := pollCount(t, p, other); polls != 0 {
+		t.Errorf("the other instance was polled %d times, want 0", polls)
+	}
 	if status, _, _ := newUIClient(t, p).signIn(t, "/ui/signin", url.Values{"instance": {fmt.Sprint(other)}, "token": {in.Token}}); status != http.StatusUnauthorized {
 		t.Errorf("an Element token signing in for another instance: %d, want 401", status)
 	}
