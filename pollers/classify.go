@@ -1,6 +1,7 @@
 package pollers
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -211,28 +212,22 @@ func absDuration(d time.Duration) time.Duration {
 	return d
 }
 
-// rfc3339Layouts[n] writes n fraction digits.
-var rfc3339Layouts = func() (l [10]string) {
-	for n := range l {
-		frac := ""
-		if n > 0 {
-			frac = "." + strings.Repeat("0", n)
-		}
-		l[n] = "2006-01-02T15:04:05" + frac + "Z07:00"
-	}
-	return l
-}()
-
-// formatRFC3339 writes t (UTC) with at least digits fraction digits, more
-// when its nanoseconds need them.
+// formatRFC3339 writes t in UTC as RFC 3339 with a fraction of at least
+// digits digits, more when its nanoseconds need them (at most 9): what
+// time.Format writes with the layout 2006-01-02T15:04:05.000Z07:00 and
+// that many zeros.
 func formatRFC3339(t time.Time, digits int) string {
-	need := 0
-	if ns := t.Nanosecond(); ns != 0 {
-		need = 9
-		for ns%10 == 0 {
-			ns /= 10
-			need--
-		}
+	var buf [40]byte
+	b := t.UTC().AppendFormat(buf[:0], time.RFC3339Nano) // the fraction without trailing zeros
+	b = b[:len(b)-1]                                     // the "Z"
+	written := 0
+	if dot := bytes.LastIndexByte(b, '.'); dot >= 0 {
+		written = len(b) - dot - 1
+	} else if digits > 0 {
+		b = append(b, '.')
 	}
-	return t.Format(rfc3339Layouts[min(max(digits, need), 9)])
+	for ; written < min(digits, 9); written++ {
+		b = append(b, '0')
+	}
+	return string(append(b, 'Z'))
 }

@@ -26,9 +26,11 @@ const (
 // dfItem is one element of a compiled pattern: a run of one pattern letter
 // (letter != 0, n its length) or literal text.
 type dfItem struct {
-	letter byte
-	n      int
-	lit    string
+	letter  byte
+	n       int
+	lit     string
+	numeric bool // read as digits (isNumericItem)
+	width   int  // digits read when numeric: n when the next item is numeric too, else 0 (as many as given)
 }
 
 // DateFormat is a compiled Java SimpleDateFormat pattern, or one of the
@@ -36,9 +38,10 @@ type dfItem struct {
 // IsZero reports it, Parse fails and Format returns "". A DateFormat is
 // immutable and safe for concurrent use.
 type DateFormat struct {
-	pattern string
-	epoch   epochUnit
-	items   []dfItem
+	pattern  string
+	epoch    epochUnit
+	items    []dfItem
+	dateTime bool // items begin yyyy?MM?dd?HH?mm?ss (see readDateTime)
 }
 
 const patternLetters = "yMdHhkKmsSEazZX"
@@ -120,10 +123,74 @@ func ParseDateFormat(pattern string) (DateFormat, error) {
 		}
 	}
 	flush()
+	for k := range items {
+		it := &items[k]
+		it.numeric = isNumericItem(*it)
+		if it.numeric && k+1 < len(items) && isNumericItem(items[k+1]) {
+			it.width = it.n
+		}
+	}
 	if fields == 0 {
 		return bad("no date or time letters (expected letters such as yyyy-MM-dd; quote literal text)")
 	}
-	return DateFormat{pattern: pattern, items: items}, nil
+	return DateFormat{pattern: pattern, items: items, dateTime: hasDateTime(items)}, nil
+}
+
+// dateTimeItems and dateTimeLen are how many items yyyy?MM?dd?HH?mm?ss is
+// (six numbers of fixed width between one-byte separators that are not
+// digits) and how many bytes of a value it reads.
+const dateTimeItems, dateTimeLen = 11, 19
+
+// dateTimeNumbers are those numbers: where they are in a value and their
+// letters.
+var dateTimeNumbers = [...]struct {
+	start, end int
+	letter     byte
+}{{0, 4, 'y'}, {5, 7, 'M'}, {8, 10, 'd'}, {11, 13, 'H'}, {14, 16, 'm'}, {17, 19, 's'}}
+
+// hasDateTime reports whether a pattern's items begin yyyy?MM?dd?HH?mm?ss.
+func hasDateTime(items []dfItem) bool {
+	if len(items) < dateTimeItems {
+		return false
+	}
+	for k, it := range items[:dateTimeItems] {
+		if k%2 == 1 {
+			if len(it.lit) != 1 || isDigit(it.lit[0]) {
+				return false
+			}
+			continue
+		}
+		if want := dateTimeNumbers[k/2]; it.letter != want.letter || it.n != want.end-want.start {
+			return false
+		}
+	}
+	return true
+}
+
+// readDateTime reads the numbers of a pattern that begins
+// yyyy?MM?dd?HH?mm?ss (f.dateTime) at their places in value, as Parse's
+// loop over those items would read them; ok is false when the loop would
+// read them otherwise or fail.
+func (f DateFormat) readDateTime(value string) (numbers [len(dateTimeNumbers)]int, ok bool) {
+	if len(value) < dateTimeLen ||
+		len(value) > dateTimeLen && f.items[dateTimeItems-1].width == 0 && isDigit(value[dateTimeLen]) { // more digits of seconds
+		return numbers, false
+	}
+	for k := 1; k < dateTimeItems; k += 2 {
+		if value[dateTimeNumbers[k/2].end] != f.items[k].lit[0] {
+			return numbers, false
+		}
+	}
+	for k, number := range dateTimeNumbers {
+		text := value[number.start:number.end]
+		if !allDigits(text) {
+			return numbers, false
+		}
+		if numbers[k] = digitsValue(text); !inRange(number.letter, numbers[k]) {
+			return numbers, false
+		}
+	}
+	return numbers, true
 }
 
 // String returns the pattern as given to ParseDateFormat.
@@ -218,20 +285,28 @@ func (f DateFormat) Parse(value string, loc *time.Location) (time.Time, error) {
 	fail := func(format string, a ...any) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("date %q does not match %q: "+format, append([]any{value, f.pattern}, a...)...)
 	}
-	p := 0
-	for k, it := range f.items {
+	p, next := 0, 0 // the value's and the pattern's first unread
+	if f.dateTime {
+		if n, ok := f.readDateTime(value); ok {
+			year, month, day, hour24, minute, second = n[0], n[1], n[2], n[3], n[4], n[5]
+			p, next = dateTimeLen, dateTimeItems
+		}
+	}
+	for k := next; k < len(f.items); k++ {
+		it := &f.items[k]
 		if it.letter == 0 {
+			if len(it.lit) == 1 && p < len(value) && value[p] == it.lit[0] {
+				p++
+				continue
+			}
 			if len(value)-p < len(it.lit) || !strings.EqualFold(value[p:p+len(it.lit)], it.lit) {
 				return fail("expected %q at position %d", it.lit, p+1)
 			}
 			p += len(it.lit)
 			continue
 		}
-		if isNumericItem(it) {
-			width := 0 // greedy
-			if k+1 < len(f.items) && isNumericItem(f.items[k+1]) {
-				width = it.n // abutting numeric fields take exactly their width
-			}
+		if it.numeric {
+			width := it.width
 			start := p
 			digits := p
 			for digits < len(value) && isDigit(value[digits]) && (width == 0 || digits-p < width) {
@@ -247,7 +322,7 @@ func (f DateFormat) Parse(value string, loc *time.Location) (time.Time, error) {
 				if len(frac) > 9 {
 					frac = frac[:9]
 				}
-				n, _ := strconv.Atoi(frac)
+				n := digitsValue(frac)
 				for i := len(frac); i < 9; i++ {
 					n *= 10
 				}
@@ -256,11 +331,10 @@ func (f DateFormat) Parse(value string, loc *time.Location) (time.Time, error) {
 			}
 			// Leading zeros are padding (Format pads a run of n letters to
 			// n digits); more than 9 significant digits is out of range.
-			significant := strings.TrimLeft(text, "0")
-			if len(significant) > 9 {
+			if len(text) > 9 && len(strings.TrimLeft(text, "0")) > 9 {
 				return fail("%s %s out of range", letterName(it.letter), text)
 			}
-			n, _ := strconv.Atoi("0" + significant)
+			n := digitsValue(text)
 			switch it.letter {
 			case 'y':
 				year = n
@@ -339,10 +413,20 @@ func (f DateFormat) Parse(value string, loc *time.Location) (time.Time, error) {
 		year = resolveTwoDigitYear(year, twoDigitYearStart())
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, second, nsec, zone)
-	if t.Day() != day {
+	// time.Date moves a day past the month's end, or one a zone skipped, to
+	// another; UTC skips none.
+	if zone == time.UTC && day > daysIn(month, year) || zone != time.UTC && t.Day() != day {
 		return fail("day %d out of range for %s %d", day, time.Month(month), year)
 	}
 	return t, nil
+}
+
+// daysIn returns how many days month has in year.
+func daysIn(month, year int) int {
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		return 29
+	}
+	return [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
 }
 
 // twoDigitYearStart is when Java's 100-year window for two-digit years
@@ -518,11 +602,7 @@ func parseOffset(s string) (int, int, error) {
 	default:
 		return 0, 0, fmt.Errorf("invalid zone offset %q", s)
 	}
-	h, _ := strconv.Atoi(hh)
-	m := 0
-	if mm != "" {
-		m, _ = strconv.Atoi(mm)
-	}
+	h, m := digitsValue(hh), digitsValue(mm)
 	if h > 23 || m > 59 {
 		return 0, 0, fmt.Errorf("zone offset %q out of range", s[:i])
 	}
@@ -859,6 +939,15 @@ func pad(b *strings.Builder, n, width int) {
 
 func isASCIILetter(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
 func isDigit(c byte) bool       { return c >= '0' && c <= '9' }
+
+// digitsValue is the number s writes in decimal digits (0 for "").
+func digitsValue(s string) int {
+	n := 0
+	for i := range len(s) {
+		n = n*10 + int(s[i]-'0')
+	}
+	return n
+}
 
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -3,9 +3,12 @@ package pollers
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/pollhook/pollhook/internal/jsonscan"
 )
 
 // FieldPath is a compiled path into a JSON record. The zero value is "not
@@ -152,9 +155,79 @@ func ReadValues(record string, paths ...FieldPath) Values {
 		v.keys[v.n] = p.first
 		v.n++
 	}
+	if v.n > 0 && !v.readMembers() {
+		v.vals = [maxValuePaths]gjson.Result{}
+		v.readMembersWithGJSON()
+	}
+	return v
+}
+
+// readMembers reads the values of v's keys in one pass over the members
+// of v.record, a JSON object, finding what gjson finds: it delimits each
+// value as gjson does without parsing it. It returns false, having read
+// nothing reliable, for a record that is not an object laid out as JSON
+// (keys, colons, commas and spaces between values), with a string that
+// is not valid JSON, or with a value gjson would delimit otherwise.
+func (v *Values) readMembers() bool {
+	s := v.record
 	var found [maxValuePaths]bool
 	left := v.n
-	gjson.Parse(record).ForEach(func(k, val gjson.Result) bool {
+	i := skipJSONSpace(s, 0)
+	if i == len(s) || s[i] != '{' {
+		return false
+	}
+	i = skipJSONSpace(s, i+1)
+	if i < len(s) && s[i] == '}' {
+		return skipJSONSpace(s, i+1) == len(s)
+	}
+	for {
+		if i == len(s) || s[i] != '"' {
+			return false
+		}
+		keyEnd, escaped, ok := jsonscan.SkipString(s, i)
+		if !ok {
+			return false
+		}
+		key := s[i+1 : keyEnd-1]
+		if escaped {
+			key = gjson.Parse(s[i:keyEnd]).Str
+		}
+		i = skipJSONSpace(s, keyEnd)
+		if i == len(s) || s[i] != ':' {
+			return false
+		}
+		i = skipJSONSpace(s, i+1)
+		end, ok := valueEnd(s, i)
+		if !ok {
+			return false
+		}
+		for k := range v.n {
+			if !found[k] && key == v.keys[k] {
+				found[k], v.vals[k] = true, valueAt(s, i, end)
+				left--
+				break
+			}
+		}
+		if left == 0 {
+			return true
+		}
+		i = skipJSONSpace(s, end)
+		switch {
+		case i < len(s) && s[i] == ',':
+			i = skipJSONSpace(s, i+1)
+		case i < len(s) && s[i] == '}':
+			return skipJSONSpace(s, i+1) == len(s)
+		default:
+			return false
+		}
+	}
+}
+
+// readMembersWithGJSON is readMembers for any record.
+func (v *Values) readMembersWithGJSON() {
+	var found [maxValuePaths]bool
+	left := v.n
+	gjson.Parse(v.record).ForEach(func(k, val gjson.Result) bool {
 		for i := range v.n {
 			if !found[i] && k.Str == v.keys[i] {
 				found[i], v.vals[i] = true, val
@@ -164,7 +237,101 @@ func ReadValues(record string, paths ...FieldPath) Values {
 		}
 		return left > 0
 	})
-	return v
+}
+
+// valueEnd returns the end of the value that starts at s[i], as gjson
+// delimits it: a string at its closing quote; an array or object at the
+// bracket that closes it, counting brackets outside strings (a parenthesis,
+// which gjson counts too, is refused); a number at the next space, comma or
+// closing bracket; true, false and null at the next byte that is not a
+// lowercase letter. ok is false when there is no end, s[i] starts no value
+// or a string in the value is not valid JSON.
+func valueEnd(s string, i int) (end int, ok bool) {
+	if i == len(s) {
+		return i, false
+	}
+	switch c := s[i]; {
+	case c == '"':
+		end, _, ok := jsonscan.SkipString(s, i)
+		return end, ok
+	case c == '{' || c == '[':
+		depth := 0
+		for ; i < len(s); i++ {
+			if !squashStops[s[i]] {
+				continue
+			}
+			switch s[i] {
+			case '"':
+				if i, _, ok = jsonscan.SkipString(s, i); !ok {
+					return i, false
+				}
+				i--
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1, true
+				}
+			case '(', ')':
+				return i, false
+			}
+		}
+		return i, false
+	case isLiteral(s, i):
+		for i++; i < len(s) && s[i] >= 'a' && s[i] <= 'z'; i++ {
+		}
+		return i, true
+	case c == '+' || c == '-' || isDigit(c) || c == 'i' || c == 'I' || c == 'N' || c == 'n':
+		for i++; i < len(s) && s[i] > ' ' && s[i] != ',' && s[i] != ']' && s[i] != '}'; i++ {
+		}
+		return i, true
+	}
+	return i, false
+}
+
+// squashStops are the bytes valueEnd stops at in an array or object.
+var squashStops = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true, '(': true, ')': true}
+
+// isLiteral reports whether gjson reads the value at s[i] as true, false
+// or null (an n not followed by u is a number to it: NaN).
+func isLiteral(s string, i int) bool {
+	return s[i] == 't' || s[i] == 'f' || (s[i] == 'n' && (i+1 == len(s) || s[i+1] == 'u'))
+}
+
+// valueAt is the gjson.Result that gjson's ForEach gives for the value
+// s[start:end] of a member of the object s.
+func valueAt(s string, start, end int) gjson.Result {
+	r := gjson.Result{Raw: s[start:end], Index: start}
+	switch c := s[start]; {
+	case c == '{' || c == '[':
+		r.Type = gjson.JSON
+	case c == '"':
+		r.Type, r.Str = gjson.String, r.Raw[1:len(r.Raw)-1]
+		if strings.IndexByte(r.Str, '\\') >= 0 {
+			r.Str = gjson.Parse(r.Raw).Str
+		}
+	case c == 't':
+		r.Type = gjson.True
+	case c == 'f':
+		r.Type = gjson.False
+	case isLiteral(s, start):
+		r.Type = gjson.Null
+	case len(r.Raw) <= 15 && allDigits(r.Raw): // exact in a float64, as ParseFloat reads it
+		r.Type, r.Num = gjson.Number, float64(digitsValue(r.Raw))
+	default:
+		r.Type = gjson.Number
+		r.Num, _ = strconv.ParseFloat(r.Raw, 64)
+	}
+	return r
+}
+
+// skipJSONSpace returns the index of the first byte at or after s[i] that
+// is not JSON whitespace.
+func skipJSONSpace(s string, i int) int {
+	for i < len(s) && s[i] <= ' ' && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t') {
+		i++
+	}
+	return i
 }
 
 func (v *Values) index(key string) int {

@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/pollhook/pollhook/internal/jsondepth"
+	"github.com/pollhook/pollhook/internal/jsonscan"
 )
 
 // ErrMalformedJSON is wrapped by ExtractRecords (and so FetchPages) when a
@@ -53,10 +54,13 @@ func ExtractRecords(body []byte, res *Resource, resourceName string) ([]string, 
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
-	if jsondepth.Exceeds(body, MaxResponseDepth) {
-		return nil, fmt.Errorf("the response nests arrays and objects more than %d levels deep: %s", MaxResponseDepth, excerptAt(body, 0))
-	}
-	if !gjson.ValidBytes(body) {
+	scan, err := jsonscan.Scan(body, MaxResponseDepth)
+	if err != nil {
+		// Scan stops at the first fault; a body nested too deep is refused
+		// as such even when a syntax error comes first.
+		if errors.Is(err, jsonscan.ErrTooDeep) || jsondepth.Exceeds(body, MaxResponseDepth) {
+			return nil, fmt.Errorf("the response nests arrays and objects more than %d levels deep: %s", MaxResponseDepth, excerptAt(body, 0))
+		}
 		return nil, malformed(body)
 	}
 	doc := string(body)
@@ -72,40 +76,60 @@ func ExtractRecords(body []byte, res *Resource, resourceName string) ([]string, 
 		}
 		return nil, fmt.Errorf("recordsPath %s: expected an array of records, got %s", res.RecordsPath, describe(v))
 	}
-	root := gjson.Parse(doc)
-	switch {
-	case root.Type == gjson.Null:
+	switch doc[scan.Root.Start] {
+	case 'n':
 		return nil, nil
-	case root.IsArray():
-		return elements(root), nil
-	case !root.IsObject():
-		return nil, fmt.Errorf("expected an array of records or an object holding one, got %s", describe(root))
+	case '[':
+		return texts(doc, scan.Elements), nil
+	case '{': // the records are in one of its members
+	default:
+		return nil, fmt.Errorf("expected an array of records or an object holding one, got %s", describe(gjson.Parse(doc)))
 	}
-	var exact, folded, first gjson.Result
-	root.ForEach(func(k, v gjson.Result) bool {
-		named := v.IsArray() || v.Type == gjson.Null
-		switch {
-		case named && k.Str == resourceName && resourceName != "":
-			exact = v
-			return false
-		case named && !folded.Exists() && resourceName != "" && strings.EqualFold(k.Str, resourceName):
-			folded = v
-		}
-		if v.IsArray() && !first.Exists() {
-			first = v
-		}
-		return true
-	})
-	for _, v := range []gjson.Result{exact, folded, first} {
-		if v.Exists() {
-			if v.Type == gjson.Null {
-				return nil, nil
+	exact, folded, first := -1, -1, -1
+	for i, m := range scan.Members {
+		isArray := doc[m.Value.Start] == '['
+		if (isArray || doc[m.Value.Start] == 'n') && resourceName != "" {
+			key := memberKey(doc, m.Key)
+			if key == resourceName {
+				exact = i
+				break
 			}
-			return elements(v), nil
+			if folded < 0 && strings.EqualFold(key, resourceName) {
+				folded = i
+			}
+		}
+		if isArray && first < 0 {
+			first = i
+		}
+	}
+	for _, i := range []int{exact, folded, first} {
+		if i >= 0 {
+			return texts(doc, scan.Members[i].Elements), nil
 		}
 	}
 	return nil, fmt.Errorf("no array of records in the response object (expected the body to be an array, a field %q, or any array field; set recordsPath): %s",
 		resourceName, excerptAt(body, 0))
+}
+
+// texts returns the pieces of doc at spans; nil for none.
+func texts(doc string, spans []jsonscan.Span) []string {
+	if len(spans) == 0 {
+		return nil
+	}
+	out := make([]string, len(spans))
+	for i, s := range spans {
+		out[i] = doc[s.Start:s.End]
+	}
+	return out
+}
+
+// memberKey returns the key at span (between its quotes), unescaped.
+func memberKey(doc string, span jsonscan.Span) string {
+	key := doc[span.Start:span.End]
+	if strings.IndexByte(key, '\\') >= 0 {
+		return gjson.Parse(doc[span.Start-1 : span.End+1]).Str
+	}
+	return key
 }
 
 // elements returns the Raw text of each element of an array.
