@@ -377,15 +377,7 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uin
 	if err != nil {
 		return nil, 0, err
 	}
-	// The change index (c.<changeId>), written concurrently: one round
-	// trip for the batch instead of one per change.
-	var wg sync.WaitGroup
-	for _, c := range r.Events {
-		if c.ID != "" && c.ID != r.EventID {
-			wg.Go(func() { _, _ = d.store.putRaw(ctx, changeKey(c.ID), self, 0, ttl) })
-		}
-	}
-	wg.Wait()
+	d.store.indexChanges(ctx, r, self, ttl)
 	return r, rev, nil
 }
 

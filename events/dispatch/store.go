@@ -205,6 +205,33 @@ func (s *Store) putRaw(ctx context.Context, key string, data []byte, rev uint64,
 	return ack.Sequence, nil
 }
 
+// indexChanges writes the change index of r (c.<changeId> → ref, kept
+// ttl; an entry already there stays), pipelined: the writes go out at once
+// and only then are their acks awaited. A write that fails leaves that
+// change findable by its notification's eventId only.
+func (s *Store) indexChanges(ctx context.Context, r *record, ref []byte, ttl time.Duration) {
+	var pending []jetstream.PubAckFuture
+	for _, c := range r.Events {
+		if c.ID == "" || c.ID == r.EventID {
+			continue
+		}
+		msg := nats.NewMsg("$KV." + Bucket + "." + changeKey(c.ID))
+		msg.Data = ref
+		f, err := s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(max(ttl, time.Second)))
+		if err == nil {
+			pending = append(pending, f)
+		}
+	}
+	for _, f := range pending {
+		select {
+		case <-f.Ok():
+		case <-f.Err():
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // ttlFor is how long a record in this status is kept: the retentions for
 // final states, forever (until final) otherwise.
 func (s *Store) ttlFor(status string) time.Duration {

@@ -1,0 +1,47 @@
+package dispatch
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pollhook/pollhook/events"
+)
+
+func TestEveryChangeOfANotificationFindsItAndTheFirstNotificationKeepsIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	s := newSink(t, nil)
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	e.run(Config{})
+	changes := func(objects ...string) []events.ChangeMessage {
+		var out []events.ChangeMessage
+		for _, o := range objects {
+			c := events.Change{ID: events.ChangeID(1, "contacts", o, events.Created, "2026-11-22T07:35:27.123Z"),
+				EventType: events.Created, ObjectType: "contacts", ObjectID: o, ElementKey: "generic", Date: "2026-11-22T07:35:27.123Z"}
+			out = append(out, events.ChangeMessage{Change: c, InstanceID: 1, Raw: json.RawMessage(fmt.Sprintf(`{"id":%q}`, o))})
+		}
+		return out
+	}
+	first := events.Notifications(1, "generic", "contacts", changes("a", "b", "c"), 10)[0]
+	// The same change "b" again in another notification (a re-poll after a
+	// crash batched it differently).
+	second := events.Notifications(1, "generic", "contacts", changes("b", "d"), 10)[0]
+	for _, n := range []events.Notification{first, second} {
+		if err := Publish(t.Context(), e.js, n); err != nil {
+			t.Fatal(err)
+		}
+		e.waitStatus(n.Message.EventID, StatusDelivered, 5*time.Second)
+	}
+	for change, want := range map[string]string{
+		first.Message.Events[0].ID:  first.Message.EventID,
+		first.Message.Events[1].ID:  first.Message.EventID, // "b": the first notification keeps it
+		first.Message.Events[2].ID:  first.Message.EventID,
+		second.Message.Events[1].ID: second.Message.EventID,
+	} {
+		if v := e.get(change); v.EventID != want {
+			t.Errorf("change %s: notification %s, want %s", change, v.EventID, want)
+		}
+	}
+}
