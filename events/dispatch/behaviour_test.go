@@ -68,10 +68,7 @@ func TestTwoDispatchersNeverDeliverOneNotificationConcurrently(t *testing.T) {
 	e.inst.set(1, Endpoint{CallbackURL: s.URL})
 	e.run(Config{HoldAfter: 1000, PerDestination: 64})
 	e.run(Config{HoldAfter: 1000, PerDestination: 64})
-	var ids []string
-	for i := range 60 {
-		ids = append(ids, e.publish(1, fmt.Sprint(i)).Message.EventID)
-	}
+	ids := e.publishMany(1, 60)
 	for _, id := range ids {
 		e.waitStatus(id, StatusDelivered, 15*time.Second)
 	}
@@ -102,10 +99,7 @@ func TestHeldDestinationWithAThousandWaitingDoesNotStallAHealthyOne(t *testing.T
 		e.publish(1, fmt.Sprint(i))
 	}
 	began := time.Now()
-	var ids []string
-	for i := range 100 {
-		ids = append(ids, e.publish(2, fmt.Sprint(i)).Message.EventID)
-	}
+	ids := e.publishMany(2, 100)
 	for _, id := range ids {
 		e.waitStatus(id, StatusDelivered, 20*time.Second)
 	}
@@ -151,10 +145,7 @@ func TestDropInstanceDropsItsUndeliveredNotifications(t *testing.T) {
 	e.inst.set(1, Endpoint{CallbackURL: s.URL})
 	e.inst.set(2, Endpoint{CallbackURL: s.URL})
 	e.run(Config{HoldAfter: 100})
-	var ids []string
-	for i := range 3 {
-		ids = append(ids, e.publish(1, fmt.Sprint(i)).Message.EventID)
-	}
+	ids := e.publishMany(1, 3)
 	other := e.publish(2, "x").Message.EventID
 	for _, id := range ids {
 		e.waitStatus(id, StatusRetrying, 5*time.Second)

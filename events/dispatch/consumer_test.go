@@ -47,10 +47,7 @@ func TestEveryDispatcherSharesOneDurableConsumerWithExplicitAcksAndBoundedInFlig
 	for range 2 { // two processes
 		e.run(Config{Concurrency: concurrency, PerDestination: 64, DeliveryTimeout: timeout})
 	}
-	var ids []string
-	for i := range 60 {
-		ids = append(ids, e.publish(1, fmt.Sprint(i)).Message.EventID)
-	}
+	ids := e.publishMany(1, 60)
 	for _, id := range ids {
 		e.waitStatus(id, StatusDelivered, 20*time.Second)
 	}

@@ -22,10 +22,7 @@ func TestHeldTimeCountsAgainstTheScheduleAndEndsAsDestinationUnavailable(t *test
 	e.inst.set(1, Endpoint{CallbackURL: dead.URL})
 	e.run(Config{DeliveryTimeout: time.Second, PerDestination: 8})
 	began := time.Now()
-	var ids []string
-	for i := range 20 {
-		ids = append(ids, e.publish(1, fmt.Sprint(i)).Message.EventID)
-	}
+	ids := e.publishMany(1, 20)
 
 	reasons := map[string]int{}
 	for _, id := range ids {

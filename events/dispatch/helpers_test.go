@@ -110,6 +110,17 @@ func (e *env) publish(id int64, objectID string) events.Notification {
 	return n
 }
 
+// publishMany stores n notifications of one change each (objects "0",
+// "1", ...) for instance id and returns their eventIds.
+func (e *env) publishMany(id int64, n int) []string {
+	e.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.publish(id, fmt.Sprint(i)).Message.EventID
+	}
+	return ids
+}
+
 // notificationOf is a notification of one change of objectID for
 // instance id.
 func notificationOf(id int64, objectID string) events.Notification {
