@@ -62,11 +62,15 @@
       .finally(function () { clearTimeout(timer); });
   }
 
-  // One refresh at a time; after a failure, wait longer (up to 30 s).
+  // One refresh at a time; after a failure, wait longer (up to 30 s). A
+  // page slow to make (a busy instance) is refreshed less often: at most a
+  // tenth of the time goes to making it.
   function loop() {
     setTimeout(function () {
+      var began = Date.now();
       refresh().then(function (ok) {
-        wait = ok ? interval : Math.min(wait * 2, maxInterval);
+        var took = Date.now() - began;
+        wait = ok ? Math.min(Math.max(interval, 10 * took), maxInterval) : Math.min(wait * 2, maxInterval);
         loop();
       });
     }, wait);
