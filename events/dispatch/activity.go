@@ -92,9 +92,15 @@ func (r *activityRecord) add(byMinute map[int64]*ActivityCounts, now time.Time) 
 		bump(r.Minutes, minute, *c)
 		bump(r.Hours, minute/60, *c)
 	}
-	firstMinute, firstHour := now.Unix()/60-59, now.Unix()/3600-(activityHours-1)
+	firstMinute, firstHour := activityWindows(now)
 	maps.DeleteFunc(r.Minutes, func(k int64, _ *ActivityCounts) bool { return k < firstMinute })
 	maps.DeleteFunc(r.Hours, func(k int64, _ *ActivityCounts) bool { return k < firstHour })
+}
+
+// activityWindows returns the first Unix minute of the hour and the first
+// Unix hour of the day that end with now's.
+func activityWindows(now time.Time) (firstMinute, firstHour int64) {
+	return now.Unix()/60 - 59, now.Unix()/3600 - (activityHours - 1)
 }
 
 // bump adds c to m[k].
@@ -129,23 +135,34 @@ func openActivity(ctx context.Context, js jetstream.JetStream, replicas int, now
 	return &activityRecorder{kv: kv, now: now, pending: map[int64]map[int64]*ActivityCounts{}}, nil
 }
 
-// count adds c to the instance's current minute.
+// count adds c to the instance's current minute: called for every
+// notification and attempt, so it only takes a lock and adds.
 func (a *activityRecorder) count(instanceID int64, c ActivityCounts) {
-	a.keep(instanceID, map[int64]*ActivityCounts{a.now().Unix() / 60: &c})
+	minute := a.now().Unix() / 60
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	bump(a.pendingOf(instanceID), minute, c)
 }
 
-// keep adds counts by minute to the instance's pending counts.
+// keep adds counts by minute to the instance's pending counts (a flush
+// that failed puts them back).
 func (a *activityRecorder) keep(instanceID int64, byMinute map[int64]*ActivityCounts) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	pending := a.pendingOf(instanceID)
+	for minute, c := range byMinute {
+		bump(pending, minute, *c)
+	}
+}
+
+// pendingOf returns the instance's pending counts by minute; a.mu held.
+func (a *activityRecorder) pendingOf(instanceID int64) map[int64]*ActivityCounts {
 	pending := a.pending[instanceID]
 	if pending == nil {
 		pending = map[int64]*ActivityCounts{}
 		a.pending[instanceID] = pending
 	}
-	for minute, c := range byMinute {
-		bump(pending, minute, *c)
-	}
+	return pending
 }
 
 // forget drops the counts of a deleted instance.
@@ -226,8 +243,7 @@ func (a *activityRecorder) merge(ctx context.Context, instanceID int64, byMinute
 // read returns the instance's activity as of now.
 func (a *activityRecorder) read(ctx context.Context, instanceID int64) (Activity, error) {
 	now := a.now().UTC()
-	firstHour := now.Unix()/3600 - (activityHours - 1)
-	firstMinute := now.Unix()/60 - 59
+	firstMinute, firstHour := activityWindows(now)
 	out := Activity{InstanceID: instanceID, Since: time.Unix(firstHour*3600, 0).UTC(), LastHour: make([]MinuteActivity, 60)}
 	for i := range out.LastHour {
 		out.LastHour[i].Minute = time.Unix((firstMinute+int64(i))*60, 0).UTC()
