@@ -27,7 +27,7 @@ func TestDashboardInABrowserFromSignInToRedelivery(t *testing.T) {
 	p := startPoller(t, t.TempDir(), "", "--retry-schedule", "100ms,200ms", "--delivery-timeout", "2s")
 	keap, s := simulators.NewKeap(t), newSink(t)
 	shots := screenshotDir(t)
-	user, org := orgSecrets(t, p.auth)
+	user, org := apiSecrets(t, p)
 
 	b := browser.step(t, "sign in", shots, "1-signed-in.png",
 		chromedp.Navigate(p.base+"/ui/"),
@@ -127,24 +127,6 @@ func acceptedEventID(s *sink, eventID string) bool {
 		}
 	}
 	return false
-}
-
-// orgSecrets splits "User u, Organization o".
-func orgSecrets(t *testing.T, auth string) (user, org string) {
-	t.Helper()
-	for part := range strings.SplitSeq(auth, ",") {
-		scheme, value, _ := strings.Cut(strings.TrimSpace(part), " ")
-		switch scheme {
-		case "User":
-			user = value
-		case "Organization":
-			org = value
-		}
-	}
-	if user == "" || org == "" {
-		t.Fatalf("no secrets in %q", auth)
-	}
-	return user, org
 }
 
 // browser is a headless Chromium tab.

@@ -3,10 +3,8 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,29 +118,7 @@ func TestInstanceSecretsAppearNeitherInResponsesNorInTheDataDir(t *testing.T) {
 	if err := p.stop(); err != nil {
 		t.Fatalf("SIGTERM: exit %v, want 0", err)
 	}
-	scanned := 0
-	err := filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		scanned++
-		for _, secret := range []string{password, signatureKey, in.Token} {
-			if bytes.Contains(data, []byte(secret)) {
-				t.Errorf("%s holds a secret in clear (%.6s...)", path, secret)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if scanned == 0 {
-		t.Fatal("nothing under the data dir to scan")
-	}
+	scanDataDir(t, dataDir, []string{password, signatureKey, in.Token})
 	if strings.Contains(p.Output(), password) || strings.Contains(p.Output(), signatureKey) {
 		t.Error("the process output holds a secret")
 	}
