@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -189,11 +188,7 @@ func deliver(ctx context.Context, cfg *config.Dispatcher, js jetstream.JetStream
 		return err
 	}
 	// The activity counts are flushed once more after the last attempt.
-	activityCtx, stopActivity := context.WithCancel(context.WithoutCancel(ctx))
-	var activity sync.WaitGroup
-	activity.Go(func() { store.RunActivity(activityCtx) })
-	defer activity.Wait()
-	defer stopActivity()
+	defer store.StartActivity()()
 	return dispatch.Serve(ctx, store, instStore, cfg.Delivery, cfg.Concurrency, log, reg)
 }
 

@@ -171,10 +171,7 @@ func run(ctx context.Context, cfg *config.Poller, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// The activity counts are flushed once more after the last poll and attempt.
-	activityCtx, stopActivity := context.WithCancel(context.WithoutCancel(ctx))
-	activityDone := make(chan struct{})
-	go func() { p.deliveries.RunActivity(activityCtx); close(activityDone) }()
-	defer func() { stopActivity(); <-activityDone }()
+	defer p.deliveries.StartActivity()()
 	work, workCtx := errgroup.WithContext(ctx)
 	work.Go(func() error { p.leadership.Run(workCtx); return nil })
 	work.Go(func() error { return p.scheduler.Run(workCtx) })

@@ -173,10 +173,17 @@ func (s *Store) PublishNotification(ctx context.Context, n events.Notification) 
 	return err
 }
 
-// RunActivity adds this process's activity counts to ActivityBucket every
-// ActivityFlush until ctx ends, then once more. Every process that stores
-// or delivers notifications runs it.
-func (s *Store) RunActivity(ctx context.Context) { s.activity.run(ctx) }
+// StartActivity adds this process's activity counts to ActivityBucket
+// every ActivityFlush, in the background, until stop is called; stop
+// flushes once more and waits for it. Every process that stores or
+// delivers notifications starts it, and stops it after its last
+// notification is stored or attempted.
+func (s *Store) StartActivity() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.activity.run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
 
 // Activity returns what the instance did (GET /instances/{id}/activity);
 // the counts lag by up to ActivityFlush.
