@@ -126,6 +126,10 @@ func TestRESTHandlersListGetAndRedeliver(t *testing.T) {
 		{"/instances/events/nope", "admin", 404},
 		{"/instances/4/events/" + first.Message.EventID, "admin", 404}, // not this instance's
 		{"/instances/3/events", "Element tok4", 401},
+		{"/instances/3/activity", "Element tok4", 401},
+		{"/instances/3/activity", "", 401},
+		{"/instances/3/activity", "Element tok3", 200},
+		{"/instances/events/activity", "admin", 404}, // "events" is never an id
 		{"/instances/3/bogus", "admin", 404},
 	} {
 		if code, body := do("GET", tt.path, tt.auth); code != tt.want {
