@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -208,10 +209,14 @@ func (a *activityRecorder) flush(ctx context.Context) error {
 }
 
 // merge adds counts by minute to the instance's record (compare-and-set,
-// retried when another process wrote meanwhile).
+// retried after a random pause, growing, when another process wrote
+// meanwhile).
 func (a *activityRecorder) merge(ctx context.Context, instanceID int64, byMinute map[int64]*ActivityCounts) error {
 	key := strconv.FormatInt(instanceID, 10)
-	for range 10 {
+	for try := range 10 {
+		if try > 0 {
+			time.Sleep(rand.N(time.Duration(try) * time.Millisecond))
+		}
 		var r activityRecord
 		var rev uint64
 		e, err := a.kv.Get(ctx, key)
