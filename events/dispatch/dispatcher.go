@@ -324,9 +324,12 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, intake bool)
 	d.process(ctx, msg, r, rev, gen, body)
 }
 
-// admit creates the record of a new notification (or finds it, when the
-// message comes again). It returns a nil record for a message to drop: not
-// a notification, or a duplicate of one already known.
+// admit reads a new notification and indexes it, or finds its record
+// when the message comes again. It returns a nil record for a message to
+// drop: not a notification, or a duplicate of one already known. A record
+// returned with revision 0 is not stored yet: the first save creates it,
+// so a notification delivered at once is written twice (in flight, then
+// delivered) and is listed from its first attempt on.
 func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uint64, error) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -338,47 +341,48 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uin
 		return nil, 0, nil
 	}
 	seq := meta.Sequence.Stream
-	key := stateKey(instanceID, seq)
-	// A message that comes again finds its index entry (e.<eventId>) and
-	// its record below; a new one, the common case, costs no lookup first.
 	var n events.Notification
 	if err := json.Unmarshal(msg.Data(), &n); err != nil || n.Message.EventID == "" {
 		d.log.Warn("dropping a message that is not a notification", "subject", msg.Subject(), "seq", seq)
 		return nil, 0, nil
 	}
+	r := &record{EventID: n.Message.EventID, InstanceID: instanceID, Seq: seq, Status: StatusQueued,
+		CreatedAt: meta.Timestamp.UTC(), UpdatedAt: d.store.now().UTC(), Events: n.Message.Events}
 	self := []byte(ref(instanceID, seq))
 	ttl := d.store.opts.indexRetention()
-	if _, err := d.store.putRaw(ctx, eventKey(n.Message.EventID), self, 0, ttl); errors.Is(err, ErrConflict) {
-		e, err := d.store.kv.Get(ctx, eventKey(n.Message.EventID))
-		if err != nil {
+	// A new message, the common case, costs no lookup: its eventId entry
+	// is created together with the change index.
+	created, err := d.store.indexNew(ctx, r, self, ttl)
+	if err != nil || created {
+		return r, 0, err
+	}
+	// The eventId is known: this message came again, or another one had it.
+	key := eventKey(r.EventID)
+	e, err := d.store.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound): // the marker of an expired entry
+		if _, err := d.store.putRaw(ctx, key, self, 0, ttl); err != nil {
 			return nil, 0, err
 		}
-		if string(e.Value()) != string(self) {
-			if oid, oseq, ok := parseRef(string(e.Value())); ok {
-				if _, _, err := d.store.load(ctx, stateKey(oid, oseq)); err == nil {
-					d.log.Info("dropping a duplicate notification", "event_id", n.Message.EventID, "instance_id", instanceID)
-					return nil, 0, nil
-				}
-			}
-			if _, err := d.store.putRaw(ctx, eventKey(n.Message.EventID), self, e.Revision(), ttl); err != nil {
-				return nil, 0, err
+		return r, 0, nil
+	case err != nil:
+		return nil, 0, err
+	case string(e.Value()) != string(self):
+		if oid, oseq, ok := parseRef(string(e.Value())); ok {
+			if _, _, err := d.store.load(ctx, stateKey(oid, oseq)); err == nil {
+				d.log.Info("dropping a duplicate notification", "event_id", r.EventID, "instance_id", instanceID)
+				return nil, 0, nil
 			}
 		}
-	} else if err != nil {
-		return nil, 0, err
+		if _, err := d.store.putRaw(ctx, key, self, e.Revision(), ttl); err != nil {
+			return nil, 0, err
+		}
 	}
-	now := d.store.now().UTC()
-	r := &record{EventID: n.Message.EventID, InstanceID: instanceID, Seq: seq, Status: StatusQueued,
-		CreatedAt: meta.Timestamp.UTC(), UpdatedAt: now, Events: n.Message.Events}
-	rev, err := d.store.put(ctx, key, r, 0, 0)
-	if errors.Is(err, ErrConflict) {
-		return d.store.load(ctx, key)
+	stored, rev, err := d.store.load(ctx, r.key())
+	if errors.Is(err, ErrNotFound) {
+		return r, 0, nil
 	}
-	if err != nil {
-		return nil, 0, err
-	}
-	d.store.indexChanges(ctx, r, self, ttl)
-	return r, rev, nil
+	return stored, rev, err
 }
 
 // process decides what a valid message for record r does: nothing (stale),
@@ -406,7 +410,9 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 	}
 	ep, err := d.cfg.Instances.Endpoint(ctx, r.InstanceID)
 	if errors.Is(err, ErrInstanceGone) {
-		_ = d.store.kv.Purge(ctx, r.key())
+		if rev != 0 {
+			_ = d.store.kv.Purge(ctx, r.key())
+		}
 		d.metrics.deliveries.WithLabelValues("dropped", "instance_deleted").Inc()
 		_ = msg.Ack()
 		return
@@ -443,7 +449,7 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 				if probe {
 					d.releaseProbe(ctx, dest)
 				}
-				d.deferTicket(ctx, msg, r)
+				d.deferTicket(ctx, msg, r, rev)
 				return
 			}
 			waited = true
@@ -654,9 +660,15 @@ func (d *Dispatcher) park(ctx context.Context, msg jetstream.Msg, r *record, rev
 	d.reschedule(ctx, msg, r, rev)
 }
 
-// deferTicket puts r back for a moment, unchanged: its destination has as
-// many attempts in flight as allowed.
-func (d *Dispatcher) deferTicket(ctx context.Context, msg jetstream.Msg, r *record) {
+// deferTicket puts r back for a moment, unchanged (stored first if it is
+// not yet): its destination has as many attempts in flight as allowed.
+func (d *Dispatcher) deferTicket(ctx context.Context, msg jetstream.Msg, r *record, rev uint64) {
+	if rev == 0 {
+		if _, err := d.store.save(ctx, r, 0); err != nil {
+			_ = msg.NakWithDelay(d.cfg.DeferDelay) // comes back and is read again
+			return
+		}
+	}
 	at := d.store.now().Add(Jittered(d.cfg.DeferDelay, jitter()*5)) // ±50%
 	if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, at); err != nil {
 		_ = msg.NakWithDelay(d.cfg.DeferDelay)

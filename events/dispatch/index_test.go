@@ -3,6 +3,7 @@ package dispatch
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -42,6 +43,51 @@ func TestEveryChangeOfANotificationFindsItAndTheFirstNotificationKeepsIt(t *test
 	} {
 		if v := e.get(change); v.EventID != want {
 			t.Errorf("change %s: notification %s, want %s", change, v.EventID, want)
+		}
+	}
+}
+
+func TestANotificationIndexedByAProcessThatDiedBeforeStoringItIsDelivered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	s := newSink(t, nil)
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	n := e.publish(1, "a")
+	m, err := e.store.notify.GetLastMsgForSubject(t.Context(), notifyPrefix+"1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a dispatcher killed between indexing the message and its first
+	// save leaves: the eventId entry pointing at the message, no record.
+	if _, err := e.store.putRaw(t.Context(), eventKey(n.Message.EventID), []byte(ref(1, m.Sequence)), 0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	e.run(Config{})
+	e.waitStatus(n.Message.EventID, StatusDelivered, 5*time.Second)
+	if got := s.count(); got != 1 {
+		t.Errorf("%d deliveries, want 1", got)
+	}
+}
+
+func TestNotificationsPutBackBeforeTheirFirstAttemptAreDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	s := newSink(t, func(_ int, w http.ResponseWriter, _ *http.Request) { time.Sleep(20 * time.Millisecond) })
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	// One attempt at a time and a short wait for the slot: most of the
+	// burst goes back to JetStream before it is first attempted.
+	e.run(Config{PerDestination: 1, DeferDelay: 10 * time.Millisecond})
+	ids := e.publishMany(1, 30)
+	for _, id := range ids {
+		e.waitStatus(id, StatusDelivered, 20*time.Second)
+	}
+	seen := map[string]int{}
+	for _, d := range s.requests() {
+		seen[d.header.Get(HeaderElementsID)]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("notification %s delivered %d times, want once", id, seen[id])
 		}
 	}
 }

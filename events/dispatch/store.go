@@ -196,8 +196,7 @@ func (s *Store) putRaw(ctx context.Context, key string, data []byte, rev uint64,
 	msg.Data = data
 	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(max(ttl, time.Second)))
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if isWrongLastSequence(err) {
 			return 0, ErrConflict
 		}
 		return 0, fmt.Errorf("write %s: %w", key, err)
@@ -205,31 +204,64 @@ func (s *Store) putRaw(ctx context.Context, key string, data []byte, rev uint64,
 	return ack.Sequence, nil
 }
 
-// indexChanges writes the change index of r (c.<changeId> → ref, kept
-// ttl; an entry already there stays), pipelined: the writes go out at once
-// and only then are their acks awaited. A write that fails leaves that
-// change findable by its notification's eventId only.
-func (s *Store) indexChanges(ctx context.Context, r *record, ref []byte, ttl time.Duration) {
-	var pending []jetstream.PubAckFuture
+// indexNew writes the index entries of a new notification r, pipelined:
+// e.<eventId> → ref, created only if absent, and c.<changeId> → ref for
+// each change (an entry already there stays), all kept ttl. It reports
+// whether the eventId entry was created; false with a nil error means
+// the key holds something already (an entry, or the marker of one
+// deleted). A change entry that fails leaves that change findable by its
+// notification's eventId only.
+func (s *Store) indexNew(ctx context.Context, r *record, ref []byte, ttl time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // as a synchronous write's default
+	defer cancel()
+	publish := func(key string) (jetstream.PubAckFuture, error) {
+		msg := nats.NewMsg("$KV." + Bucket + "." + key)
+		msg.Data = ref
+		return s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(max(ttl, time.Second)))
+	}
+	event, err := publish(eventKey(r.EventID))
+	if err != nil {
+		return false, fmt.Errorf("write %s: %w", eventKey(r.EventID), err)
+	}
+	var changes []jetstream.PubAckFuture
 	for _, c := range r.Events {
 		if c.ID == "" || c.ID == r.EventID {
 			continue
 		}
-		msg := nats.NewMsg("$KV." + Bucket + "." + changeKey(c.ID))
-		msg.Data = ref
-		f, err := s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(max(ttl, time.Second)))
-		if err == nil {
-			pending = append(pending, f)
+		if f, err := publish(changeKey(c.ID)); err == nil {
+			changes = append(changes, f)
 		}
 	}
-	for _, f := range pending {
+	created, err := false, error(nil)
+	select {
+	case <-event.Ok():
+		created = true
+	case err = <-event.Err():
+		if isWrongLastSequence(err) {
+			err = nil
+		} else {
+			err = fmt.Errorf("write %s: %w", eventKey(r.EventID), err)
+		}
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	for _, f := range changes {
 		select {
 		case <-f.Ok():
 		case <-f.Err():
 		case <-ctx.Done():
-			return
+			return false, ctx.Err()
 		}
 	}
+	return created, err
+}
+
+// isWrongLastSequence reports whether a compare-and-set write failed
+// because the key had moved on.
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // ttlFor is how long a record in this status is kept: the retentions for
