@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -86,6 +87,10 @@ const (
 	excerptBytes  = 512
 	leaseMargin   = 30 * time.Second // AckWait and the in-flight lease exceed the timeout by this
 	maxAckPending = 20000
+
+	// maxBriefReturns bounds the new notifications a process has put back
+	// by a short redelivery at once; they count against maxAckPending.
+	maxBriefReturns = 256
 )
 
 // Dispatcher delivers notifications. Any number of Dispatchers, in any
@@ -101,7 +106,8 @@ type Dispatcher struct {
 	metrics *metrics
 	ackWait time.Duration
 
-	slots *destSlots // attempts in flight per destination, this process
+	slots        *destSlots   // attempts in flight per destination, this process
+	briefReturns atomic.Int64 // new notifications put back by a redelivery, not yet back
 }
 
 // New returns a Dispatcher over store. It registers its metrics on
@@ -443,16 +449,15 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 			}
 			probe = true
 		}
-		waited := false
-		if !d.slots.acquire(ctx, dest, 0) {
-			if !d.slots.acquire(ctx, dest, d.cfg.DeferDelay) {
+		got, waited := d.slots.acquire(ctx, dest, 0)
+		if !got {
+			if got, waited = d.slots.acquire(ctx, dest, d.cfg.DeferDelay); !got {
 				if probe {
 					d.releaseProbe(ctx, dest)
 				}
-				d.deferTicket(ctx, msg, r, rev)
+				d.putBack(ctx, msg, r, rev, waited)
 				return
 			}
-			waited = true
 		}
 		defer d.slots.release(dest)
 		if waited && !probe {
@@ -660,9 +665,23 @@ func (d *Dispatcher) park(ctx context.Context, msg jetstream.Msg, r *record, rev
 	d.reschedule(ctx, msg, r, rev)
 }
 
-// deferTicket puts r back for a moment, unchanged (stored first if it is
-// not yet): its destination has as many attempts in flight as allowed.
-func (d *Dispatcher) deferTicket(ctx context.Context, msg jetstream.Msg, r *record, rev uint64) {
+// putBack returns r's message for later, r unchanged: its destination has
+// as many attempts in flight as allowed. A new notification that found no
+// room to wait for a slot (a burst to one destination) comes back in about
+// a tenth of DeferDelay, its message redelivered, while at most
+// maxBriefReturns are out so; otherwise (its destination is slow, or
+// too many are out) r gets a ticket about DeferDelay later, which the
+// server fires no sooner than 250 ms.
+func (d *Dispatcher) putBack(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, waited bool) {
+	if rev == 0 && !waited {
+		if n := d.briefReturns.Add(1); n <= maxBriefReturns {
+			delay := Jittered(d.cfg.DeferDelay/10, jitter()*5) // ±50%
+			time.AfterFunc(delay, func() { d.briefReturns.Add(-1) })
+			_ = msg.NakWithDelay(delay)
+			return
+		}
+		d.briefReturns.Add(-1)
+	}
 	if rev == 0 {
 		if _, err := d.store.save(ctx, r, 0); err != nil {
 			_ = msg.NakWithDelay(d.cfg.DeferDelay) // comes back and is read again

@@ -68,8 +68,9 @@
 // over by the attempt that ends (at most a quarter of the process's
 // --concurrency wait at once; one that gets a slot looks at the
 // destination's health again, since that attempt may have held it), else it
-// is put back (a ticket ~DeferDelay later, its state unchanged) and its
-// slot freed. After HoldAfter (5) consecutive failed attempts (any non-2xx
+// is put back, its state unchanged, and its slot freed: a new notification
+// that found no room to wait is redelivered ~DeferDelay/10 later (at most
+// 256 out so per process); any other gets a ticket ~DeferDelay later. After HoldAfter (5) consecutive failed attempts (any non-2xx
 // answer, timeout or connection error; a 2xx or 410 resets the count) the
 // destination is held, for all dispatchers (d.<hash>). A notification for
 // a held destination is parked: its state becomes held, it gets a ticket at

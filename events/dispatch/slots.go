@@ -37,8 +37,9 @@ func newDestSlots(perDest, maxWaiting int) *destSlots {
 
 // acquire takes a slot of destination name, waiting up to wait for one when
 // all are taken and fewer than maxWaiting notifications wait. It reports
-// whether it got one; the caller then releases it.
-func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration) bool {
+// whether it got one (the caller then releases it) and, when not, whether
+// it waited (false: no slot free and no wait asked for or allowed).
+func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration) (got, waited bool) {
 	s.mu.Lock()
 	d := s.dests[name]
 	if d == nil {
@@ -48,11 +49,11 @@ func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration
 	if d.active < s.perDest {
 		d.active++
 		s.mu.Unlock()
-		return true
+		return true, false
 	}
 	if wait <= 0 || s.waiting >= s.maxWaiting {
 		s.mu.Unlock()
-		return false
+		return false, false
 	}
 	handed := make(chan struct{}, 1)
 	d.waiters = append(d.waiters, handed)
@@ -63,7 +64,7 @@ func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration
 	defer timer.Stop()
 	select {
 	case <-handed:
-		return true
+		return true, true
 	case <-timer.C:
 	case <-ctx.Done():
 	}
@@ -76,9 +77,9 @@ func (s *destSlots) acquire(ctx context.Context, name string, wait time.Duration
 	s.mu.Unlock()
 	if i < 0 { // handed over as the wait ended
 		<-handed
-		return true
+		return true, true
 	}
-	return false
+	return false, true
 }
 
 // release gives a slot of name back: to the oldest waiter, if any.

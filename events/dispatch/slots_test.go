@@ -11,14 +11,14 @@ func TestDestSlotsHandOverToTheOldestWaiterAndBoundTheWaiting(t *testing.T) {
 	s := newDestSlots(4, 2)
 	ctx := context.Background()
 	for range 4 {
-		if !s.acquire(ctx, "a", 0) {
+		if got, _ := s.acquire(ctx, "a", 0); !got {
 			t.Fatal("one of the first four slots was refused")
 		}
 	}
-	if s.acquire(ctx, "a", 0) {
-		t.Fatal("a third slot without waiting")
+	if got, _ := s.acquire(ctx, "a", 0); got {
+		t.Fatal("a fifth slot without waiting")
 	}
-	if !s.acquire(ctx, "b", 0) {
+	if got, _ := s.acquire(ctx, "b", 0); !got {
 		t.Fatal("another destination's slot was refused")
 	}
 
@@ -26,15 +26,15 @@ func TestDestSlotsHandOverToTheOldestWaiterAndBoundTheWaiting(t *testing.T) {
 	got := make(chan int, 2)
 	for i := range 2 {
 		go func() {
-			if s.acquire(ctx, "a", 5*time.Second) {
+			if ok, waited := s.acquire(ctx, "a", 5*time.Second); ok && waited {
 				got <- i
 			}
 		}()
 		waitUntilWaiting(t, s, i+1)
 	}
 	began := time.Now()
-	if s.acquire(ctx, "a", 5*time.Second) {
-		t.Fatal("a waiter beyond maxWaiting got a slot")
+	if got, waited := s.acquire(ctx, "a", 5*time.Second); got || waited {
+		t.Fatalf("a waiter beyond maxWaiting: got %v, waited %v; want neither", got, waited)
 	}
 	if time.Since(began) > time.Second {
 		t.Error("a waiter beyond maxWaiting waited")
@@ -48,15 +48,15 @@ func TestDestSlotsHandOverToTheOldestWaiterAndBoundTheWaiting(t *testing.T) {
 
 	// A wait that ends without a slot gives its place back.
 	began = time.Now()
-	if s.acquire(ctx, "a", 50*time.Millisecond) {
-		t.Fatal("a slot came with both taken")
+	if got, waited := s.acquire(ctx, "a", 50*time.Millisecond); got || !waited {
+		t.Fatalf("with every slot taken: got %v, waited %v; want a wait without a slot", got, waited)
 	}
 	if d := time.Since(began); d < 50*time.Millisecond {
 		t.Errorf("gave up after %v, want the wait", d)
 	}
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	if s.acquire(canceled, "a", time.Minute) {
+	if got, _ := s.acquire(canceled, "a", time.Minute); got {
 		t.Fatal("a slot came after ctx ended")
 	}
 	s.mu.Lock()
