@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -89,7 +88,7 @@ const (
 	maxAckPending = 20000
 
 	// maxBriefReturns bounds the new notifications a process has put back
-	// by a short redelivery at once; they count against maxAckPending.
+	// for a moment by redelivery; they count against maxAckPending.
 	maxBriefReturns = 256
 )
 
@@ -106,8 +105,8 @@ type Dispatcher struct {
 	metrics *metrics
 	ackWait time.Duration
 
-	slots        *destSlots   // attempts in flight per destination, this process
-	briefReturns atomic.Int64 // new notifications put back by a redelivery, not yet back
+	slots   *destSlots    // attempts in flight per destination, this process
+	returns *briefReturns // new notifications put back for a moment, this process
 }
 
 // New returns a Dispatcher over store. It registers its metrics on
@@ -141,7 +140,8 @@ func New(store *Store, cfg Config) (*Dispatcher, error) {
 		cfg.Logger = slog.Default()
 	}
 	d := &Dispatcher{store: store, cfg: cfg, log: cfg.Logger.With("component", "dispatcher"),
-		slots: newDestSlots(cfg.PerDestination, cfg.Concurrency/4), ackWait: cfg.DeliveryTimeout + leaseMargin}
+		slots: newDestSlots(cfg.PerDestination, cfg.Concurrency/4), returns: newBriefReturns(maxBriefReturns),
+		ackWait: cfg.DeliveryTimeout + leaseMargin}
 	d.sender = cfg.Sender
 	if d.sender == nil {
 		d.sender = NewClient(cfg.DeliveryTimeout, cfg.PerDestination, cfg.BlockPrivateCallbacks)
@@ -347,6 +347,11 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uin
 		return nil, 0, nil
 	}
 	seq := meta.Sequence.Stream
+	if meta.NumDelivered > 1 {
+		if r := d.returns.take(seq); r != nil {
+			return r, 0, nil
+		}
+	}
 	var n events.Notification
 	if err := json.Unmarshal(msg.Data(), &n); err != nil || n.Message.EventID == "" {
 		d.log.Warn("dropping a message that is not a notification", "subject", msg.Subject(), "seq", seq)
@@ -668,19 +673,17 @@ func (d *Dispatcher) park(ctx context.Context, msg jetstream.Msg, r *record, rev
 // putBack returns r's message for later, r unchanged: its destination has
 // as many attempts in flight as allowed. A new notification that found no
 // room to wait for a slot (a burst to one destination) comes back in about
-// a tenth of DeferDelay, its message redelivered, while at most
-// maxBriefReturns are out so; otherwise (its destination is slow, or
-// too many are out) r gets a ticket about DeferDelay later, which the
-// server fires no sooner than 250 ms.
+// DeferDelay/25, its message redelivered, while at most maxBriefReturns
+// are out so; otherwise (its destination is slow, or too many are out) r
+// gets a ticket about DeferDelay later, which the server fires no sooner
+// than 250 ms.
 func (d *Dispatcher) putBack(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, waited bool) {
 	if rev == 0 && !waited {
-		if n := d.briefReturns.Add(1); n <= maxBriefReturns {
-			delay := Jittered(d.cfg.DeferDelay/10, jitter()*5) // ±50%
-			time.AfterFunc(delay, func() { d.briefReturns.Add(-1) })
+		delay := Jittered(d.cfg.DeferDelay/25, jitter()*5) // ±50%
+		if d.returns.put(r, delay+time.Second) {
 			_ = msg.NakWithDelay(delay)
 			return
 		}
-		d.briefReturns.Add(-1)
 	}
 	if rev == 0 {
 		if _, err := d.store.save(ctx, r, 0); err != nil {

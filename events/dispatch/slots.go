@@ -101,3 +101,56 @@ func (s *destSlots) release(name string) {
 		delete(s.dests, name)
 	}
 }
+
+// briefReturns remembers the new notifications this process put back for a
+// moment by redelivery (at most max at once, each for a while), so that a
+// message that comes back here takes its notification up again without
+// reading the indexes: they were checked, and no one has stored it (a write
+// that finds it stored after all fails its compare-and-set, and the
+// message comes back again to be read in full).
+type briefReturns struct {
+	max int
+
+	mu  sync.Mutex
+	out map[uint64]returned // by stream sequence
+}
+
+type returned struct {
+	r     *record
+	until time.Time
+}
+
+func newBriefReturns(max int) *briefReturns {
+	return &briefReturns{max: max, out: map[uint64]returned{}}
+}
+
+// put remembers r until keep has passed; false when max are out already.
+func (b *briefReturns) put(r *record, keep time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if len(b.out) >= b.max {
+		for seq, e := range b.out {
+			if now.After(e.until) {
+				delete(b.out, seq)
+			}
+		}
+		if len(b.out) >= b.max {
+			return false
+		}
+	}
+	b.out[r.Seq] = returned{r: r, until: now.Add(keep)}
+	return true
+}
+
+// take returns and forgets the notification put back as seq, or nil.
+func (b *briefReturns) take(seq uint64) *record {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.out[seq]
+	delete(b.out, seq)
+	if !ok || time.Now().After(e.until) {
+		return nil
+	}
+	return e.r
+}

@@ -90,3 +90,27 @@ func waitUntilWaiting(t *testing.T, s *destSlots, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestBriefReturnsAreBoundedTakenOnceAndForgottenWhenOld(t *testing.T) {
+	t.Parallel()
+	b := newBriefReturns(2)
+	if !b.put(&record{Seq: 1}, time.Minute) || !b.put(&record{Seq: 2}, 10*time.Millisecond) {
+		t.Fatal("a return within the bound was refused")
+	}
+	if b.put(&record{Seq: 3}, time.Minute) {
+		t.Fatal("a third return with two out")
+	}
+	if r := b.take(1); r == nil || r.Seq != 1 {
+		t.Fatalf("take(1) = %v, want the record put back as 1", r)
+	}
+	if r := b.take(1); r != nil {
+		t.Error("a return taken twice")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if !b.put(&record{Seq: 3}, time.Minute) || !b.put(&record{Seq: 4}, time.Minute) {
+		t.Fatal("the places of a taken and an old return were not given back")
+	}
+	if r := b.take(2); r != nil {
+		t.Error("an old return was taken")
+	}
+}
