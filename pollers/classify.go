@@ -167,12 +167,14 @@ func (c Classified) ChangeID(instanceID int64, objectType string) string {
 }
 
 // Message is the change event of a reported record of instanceID's
-// resource objectType: the record goes in Raw as the upstream sent it.
+// resource objectType: the record goes in Raw as the upstream sent it. It
+// holds copies, nothing of record's memory: a change kept for later does
+// not keep its whole page.
 func (c Classified) Message(instanceID int64, elementKey, objectType, record string) events.ChangeMessage {
 	return events.ChangeMessage{
 		Change: events.Change{
 			ID: c.ChangeID(instanceID, objectType), EventType: c.EventType, ObjectType: objectType,
-			ObjectID: c.ObjectID, ElementKey: elementKey, Date: c.DateText,
+			ObjectID: strings.Clone(c.ObjectID), ElementKey: elementKey, Date: c.DateText,
 		},
 		InstanceID: instanceID,
 		Raw:        []byte(record),

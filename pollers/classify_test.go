@@ -305,3 +305,31 @@ func BenchmarkClassify(b *testing.B) {
 		}
 	}
 }
+
+func TestAChangeEventKeepsNothingOfItsPage(t *testing.T) {
+	res := parseRes(t, `{"url": "/c", "idField": "id", "datesConfiguration": {"updatedDateField": "u", "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ssXXX"}}`)
+	page := []byte(`[{"id":"abc","u":"2026-11-30T10:00:00Z"},{"id":42,"u":"2026-11-30T10:00:01Z"}]`)
+	records, err := ExtractRecords(page, res, "c")
+	if err != nil || len(records) != 2 {
+		t.Fatalf("%d records, %v", len(records), err)
+	}
+	w := Window{From: time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), PollStart: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	var got []events.ChangeMessage
+	for _, r := range records {
+		c, err := Classify(r, res, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c.Message(1, "generic", "c", r))
+	}
+	// The page's buffer is reused for the next page.
+	for i := range page {
+		page[i] = 'x'
+	}
+	if got[0].ObjectID != "abc" || got[1].ObjectID != "42" {
+		t.Errorf("object ids %q, %q after the page changed, want abc, 42", got[0].ObjectID, got[1].ObjectID)
+	}
+	if string(got[0].Raw) != `{"id":"abc","u":"2026-11-30T10:00:00Z"}` || string(got[1].Raw) != `{"id":42,"u":"2026-11-30T10:00:01Z"}` {
+		t.Errorf("records %s, %s after the page changed", got[0].Raw, got[1].Raw)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -47,8 +48,9 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // body that is not valid JSON is an error wrapping ErrMalformedJSON that
 // gives the byte offset and a short excerpt; one nesting deeper than
 // MaxResponseDepth is an error too. A nil res means no
-// recordsPath. Safe for concurrent use. The returned strings share
-// memory with one copy of body; body itself is not retained.
+// recordsPath. Safe for concurrent use. The returned strings share body's
+// memory, uncopied: body must not change while they are in use (FetchPages
+// reads each page into a buffer of its own).
 func ExtractRecords(body []byte, res *Resource, resourceName string) ([]string, error) {
 	body = bytes.TrimPrefix(body, utf8BOM)
 	if len(bytes.TrimSpace(body)) == 0 {
@@ -63,7 +65,7 @@ func ExtractRecords(body []byte, res *Resource, resourceName string) ([]string, 
 		}
 		return nil, malformed(body)
 	}
-	doc := string(body)
+	doc := unsafe.String(unsafe.SliceData(body), len(body)) // body is not changed: see above
 	if res != nil && !res.RecordsPath.IsZero() {
 		v := res.RecordsPath.Get(doc)
 		switch {
