@@ -117,7 +117,10 @@ func Connect(ctx context.Context, url string, opts ...Option) (*nats.Conn, jetst
 		}
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", shown, err)
 	}
-	js, err := jetstream.New(nc)
+	// An asynchronous publish whose ack never comes (lost in a leader
+	// change) fails after a while instead of counting against the pending
+	// limit for good.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("JetStream on %s: %w", shown, err)
@@ -125,6 +128,9 @@ func Connect(ctx context.Context, url string, opts ...Option) (*nats.Conn, jetst
 	log.Debug("NATS connected", "server", RedactURLs(nc.ConnectedUrl()), "name", o.name)
 	return nc, js, nil
 }
+
+// asyncAckTimeout bounds the wait for an asynchronous publish's ack.
+const asyncAckTimeout = 30 * time.Second
 
 // waitConnected waits until nc is connected, is closed or ctx is done,
 // logging every 10 seconds while it waits.

@@ -87,9 +87,11 @@ const (
 	leaseMargin   = 30 * time.Second // AckWait and the in-flight lease exceed the timeout by this
 	maxAckPending = 20000
 
-	// maxBriefReturns bounds the new notifications a process has put back
-	// for a moment by redelivery; they count against maxAckPending.
-	maxBriefReturns = 256
+	// maxBriefReturnsOut bounds the new notifications a process has put
+	// back for a moment by redelivery (they count against maxAckPending);
+	// maxBriefReturns how often one notification is put back so.
+	maxBriefReturnsOut = 256
+	maxBriefReturns    = 4
 )
 
 // Dispatcher delivers notifications. Any number of Dispatchers, in any
@@ -140,7 +142,7 @@ func New(store *Store, cfg Config) (*Dispatcher, error) {
 		cfg.Logger = slog.Default()
 	}
 	d := &Dispatcher{store: store, cfg: cfg, log: cfg.Logger.With("component", "dispatcher"),
-		slots: newDestSlots(cfg.PerDestination, cfg.Concurrency/4), returns: newBriefReturns(maxBriefReturns),
+		slots: newDestSlots(cfg.PerDestination, cfg.Concurrency/4), returns: newBriefReturns(maxBriefReturnsOut),
 		ackWait: cfg.DeliveryTimeout + leaseMargin}
 	d.sender = cfg.Sender
 	if d.sender == nil {
@@ -361,18 +363,26 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uin
 		CreatedAt: meta.Timestamp.UTC(), UpdatedAt: d.store.now().UTC(), Events: n.Message.Events}
 	self := []byte(ref(instanceID, seq))
 	ttl := d.store.opts.indexRetention()
-	// A new message, the common case, costs no lookup: its eventId entry
-	// is created together with the change index.
-	created, err := d.store.indexNew(ctx, r, self, ttl)
-	if err != nil || created {
-		return r, 0, err
+	if meta.NumDelivered == 1 {
+		// A new message, the common case, costs no lookup: its eventId
+		// entry is created together with the change index.
+		created, err := d.store.indexNew(ctx, r, self, ttl)
+		if err != nil || created {
+			return r, 0, err
+		}
 	}
-	// The eventId is known: this message came again, or another one had it.
+	// The message comes again, or another one had its eventId.
 	key := eventKey(r.EventID)
 	e, err := d.store.kv.Get(ctx, key)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound): // the marker of an expired entry
-		if _, err := d.store.putRaw(ctx, key, self, 0, ttl); err != nil {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		// Not indexed yet (its first delivery ended before), or the
+		// marker of an expired entry, which only a create replaces.
+		created, err := d.store.indexNew(ctx, r, self, ttl)
+		if err == nil && !created {
+			_, err = d.store.putRaw(ctx, key, self, 0, ttl)
+		}
+		if err != nil {
 			return nil, 0, err
 		}
 		return r, 0, nil
@@ -482,10 +492,7 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 		if probe {
 			d.releaseProbe(ctx, dest)
 		}
-		if !errors.Is(err, ErrConflict) {
-			d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
-		}
-		_ = msg.NakWithDelay(200 * time.Millisecond) // look again
+		d.readAgain(msg, r, err)
 		return
 	}
 	if r.Parked != "" {
@@ -600,8 +607,17 @@ func (d *Dispatcher) settle(ctx context.Context, msg jetstream.Msg, r *record, r
 }
 
 // reschedule stores r's next ticket, then r, then acks: a crash between
-// leaves the message to come back, never a record without a ticket.
+// leaves the message to come back, never a record without a ticket. A
+// record not stored yet (rev 0) is stored first instead, since a ticket
+// that finds no record is dropped: until its ticket is stored, its unacked
+// message stands for it, and coming back finds it parked.
 func (d *Dispatcher) reschedule(ctx context.Context, msg jetstream.Msg, r *record, rev uint64) {
+	if rev == 0 {
+		if _, err := d.store.save(ctx, r, 0); err != nil {
+			d.readAgain(msg, r, err)
+			return
+		}
+	}
 	if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, r.NextAttemptAt); err != nil {
 		d.log.Warn("scheduling a retry failed", "event_id", r.EventID, "error", err)
 		_ = msg.NakWithDelay(time.Second)
@@ -610,16 +626,27 @@ func (d *Dispatcher) reschedule(ctx context.Context, msg jetstream.Msg, r *recor
 	if r.Parked != "" {
 		_, _ = d.store.kv.Put(ctx, parkKey(r.Parked, ref(r.InstanceID, r.Seq)), nil)
 	}
-	if _, err := d.store.save(ctx, r, rev); err != nil {
-		if errors.Is(err, ErrConflict) {
-			_ = msg.Ack() // changed meanwhile (dropped): the newer state wins
+	if rev != 0 {
+		if _, err := d.store.save(ctx, r, rev); err != nil {
+			if errors.Is(err, ErrConflict) {
+				_ = msg.Ack() // changed meanwhile (dropped): the newer state wins
+				return
+			}
+			d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
+			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
 	}
 	_ = msg.Ack()
+}
+
+// readAgain puts the message back to be read in full a moment later: the
+// first write of its record failed, or found a record stored meanwhile.
+func (d *Dispatcher) readAgain(msg jetstream.Msg, r *record, err error) {
+	if !errors.Is(err, ErrConflict) {
+		d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
+	}
+	_ = msg.NakWithDelay(200 * time.Millisecond)
 }
 
 // fail makes r a dead letter.
@@ -627,7 +654,10 @@ func (d *Dispatcher) fail(ctx context.Context, msg jetstream.Msg, r *record, rev
 	now := d.store.now().UTC()
 	r.Status, r.Reason, r.FailedAt = StatusFailed, reason, now
 	r.NextAttemptAt, r.LeaseUntil, r.Parked = time.Time{}, time.Time{}, ""
-	if _, err := d.store.save(ctx, r, rev); err != nil && !errors.Is(err, ErrConflict) {
+	if _, err := d.store.save(ctx, r, rev); rev == 0 && err != nil {
+		d.readAgain(msg, r, err)
+		return
+	} else if err != nil && !errors.Is(err, ErrConflict) {
 		d.log.Warn("writing delivery state failed", "event_id", r.EventID, "error", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
@@ -673,21 +703,24 @@ func (d *Dispatcher) park(ctx context.Context, msg jetstream.Msg, r *record, rev
 // putBack returns r's message for later, r unchanged: its destination has
 // as many attempts in flight as allowed. A new notification that found no
 // room to wait for a slot (a burst to one destination) comes back in about
-// DeferDelay/25, its message redelivered, while at most maxBriefReturns
-// are out so; otherwise (its destination is slow, or too many are out) r
-// gets a ticket about DeferDelay later, which the server fires no sooner
-// than 250 ms.
+// DeferDelay/25, its message redelivered, up to maxBriefReturns times and
+// while at most maxBriefReturnsOut are out so in this process; otherwise
+// (it waited the whole DeferDelay, or came back that often: its
+// destination is slow) r gets a ticket about DeferDelay later, which the
+// server fires no sooner than 250 ms.
 func (d *Dispatcher) putBack(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, waited bool) {
 	if rev == 0 && !waited {
-		delay := Jittered(d.cfg.DeferDelay/25, jitter()*5) // ±50%
-		if d.returns.put(r, delay+time.Second) {
-			_ = msg.NakWithDelay(delay)
-			return
+		if meta, err := msg.Metadata(); err == nil && meta.NumDelivered <= maxBriefReturns {
+			delay := Jittered(d.cfg.DeferDelay/25, jitter()*5) // ±50%
+			if d.returns.put(r, delay+d.cfg.DeferDelay) {
+				_ = msg.NakWithDelay(delay)
+				return
+			}
 		}
 	}
 	if rev == 0 {
 		if _, err := d.store.save(ctx, r, 0); err != nil {
-			_ = msg.NakWithDelay(d.cfg.DeferDelay) // comes back and is read again
+			d.readAgain(msg, r, err)
 			return
 		}
 	}

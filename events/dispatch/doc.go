@@ -69,10 +69,11 @@
 // --concurrency wait at once; one that gets a slot looks at the
 // destination's health again, since that attempt may have held it), else it
 // is put back, its state unchanged, and its slot freed: a new notification
-// that found no room to wait is redelivered ~DeferDelay/25 later (at most
-// 256 out so per process); any other gets a ticket ~DeferDelay later. After HoldAfter (5) consecutive failed attempts (any non-2xx
-// answer, timeout or connection error; a 2xx or 410 resets the count) the
-// destination is held, for all dispatchers (d.<hash>). A notification for
+// that found no room to wait is redelivered ~DeferDelay/25 later (up to 4
+// times, at most 256 out so per process); any other gets a ticket
+// ~DeferDelay later. After HoldAfter (5) consecutive failed attempts (any
+// non-2xx answer, timeout or connection error; a 2xx or 410 resets the
+// count) the destination is held, for all dispatchers (d.<hash>). A notification for
 // a held destination is parked: its state becomes held, it gets a ticket at
 // its next due time on the retry schedule (for one never attempted, the
 // schedule starts when it is first held), and its message is acked. Parked

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pollhook/pollhook/events"
 )
 
@@ -89,5 +92,46 @@ func TestNotificationsPutBackBeforeTheirFirstAttemptAreDeliveredOnce(t *testing.
 		if seen[id] != 1 {
 			t.Errorf("notification %s delivered %d times, want once", id, seen[id])
 		}
+	}
+}
+
+// settledMsg is a message that records how it was settled.
+type settledMsg struct {
+	jetstream.Msg // nil: only the settling methods are called
+	acked, naked  bool
+}
+
+func (m *settledMsg) Ack() error                         { m.acked = true; return nil }
+func (m *settledMsg) NakWithDelay(_ time.Duration) error { m.naked = true; return nil }
+
+func TestAFirstWriteThatFindsTheRecordStoredReadsTheMessageAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	d, err := New(e.store, Config{Instances: e.inst, Logger: quiet, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process stored the notification meanwhile; this one still
+	// holds it as new (revision 0), as a notification put back here for a
+	// moment is taken up again.
+	stored := &record{EventID: "e-1", InstanceID: 1, Seq: 7, Status: StatusQueued}
+	if _, err := e.store.save(t.Context(), stored, 0); err != nil {
+		t.Fatal(err)
+	}
+	for name, settle := range map[string]func(*settledMsg, *record){
+		"park": func(m *settledMsg, r *record) {
+			d.park(t.Context(), m, r, 0, instanceGroup(1), ReasonInstanceDisabled, "disabled")
+		},
+		"fail":     func(m *settledMsg, r *record) { d.fail(t.Context(), m, r, 0, ReasonRetriesExhausted) },
+		"put back": func(m *settledMsg, r *record) { d.putBack(t.Context(), m, r, 0, true) },
+	} {
+		m := &settledMsg{}
+		settle(m, &record{EventID: "e-1", InstanceID: 1, Seq: 7, Status: StatusQueued})
+		if m.acked || !m.naked {
+			t.Errorf("%s: acked %v, put back %v; want the message put back to be read again", name, m.acked, m.naked)
+		}
+	}
+	if r, _, err := e.store.load(t.Context(), stored.key()); err != nil || r.Status != StatusQueued || r.Gen != 0 {
+		t.Errorf("the stored record became %+v (%v), want it unchanged", r, err)
 	}
 }
