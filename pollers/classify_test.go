@@ -322,7 +322,9 @@ func TestAChangeEventKeepsNothingOfItsPage(t *testing.T) {
 		}
 		got = append(got, c.Message(1, "generic", "c", r))
 	}
-	// The page's buffer is reused for the next page.
+	// The page's buffer is reused for the next page (its records dropped
+	// first, as ExtractRecords requires).
+	records = nil
 	for i := range page {
 		page[i] = 'x'
 	}

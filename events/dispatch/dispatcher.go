@@ -676,12 +676,15 @@ func (d *Dispatcher) fail(ctx context.Context, msg jetstream.Msg, r *record, rev
 func (d *Dispatcher) park(ctx context.Context, msg jetstream.Msg, r *record, rev uint64, group, reason, why string) {
 	now := d.store.now()
 	if r.Status == StatusHeld && r.Parked == group && now.Before(r.NextAttemptAt) {
-		// An early ticket (a wake-up or probe that lost the race): keep
-		// the record's own ticket in place and change nothing.
+		// An early ticket (a wake-up or probe that lost the race), or the
+		// message of a notification whose first park stopped after storing
+		// it: keep (or put) the record's own ticket in place, and its
+		// place among the parked, and change nothing else.
 		if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, r.NextAttemptAt); err != nil {
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
+		_, _ = d.store.kv.Put(ctx, parkKey(group, ref(r.InstanceID, r.Seq)), nil)
 		_ = msg.Ack()
 		return
 	}
@@ -695,7 +698,12 @@ func (d *Dispatcher) park(ctx context.Context, msg jetstream.Msg, r *record, rev
 		return
 	}
 	r.NextRetry++
-	r.Gen++
+	if rev != 0 {
+		// Tickets of the earlier schedule become stale. A record never
+		// stored has none, and keeps generation 0 so that its message,
+		// coming back after a failure below, is not taken for stale.
+		r.Gen++
+	}
 	r.Status, r.Parked, r.NextAttemptAt, r.LeaseUntil = StatusHeld, group, due.UTC(), time.Time{}
 	d.reschedule(ctx, msg, r, rev)
 }

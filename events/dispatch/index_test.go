@@ -135,3 +135,44 @@ func TestAFirstWriteThatFindsTheRecordStoredReadsTheMessageAgain(t *testing.T) {
 		t.Errorf("the stored record became %+v (%v), want it unchanged", r, err)
 	}
 }
+
+func TestANewNotificationWhoseFirstParkStopsAfterStoringItIsStillDelivered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{RetrySchedule: []time.Duration{time.Minute, 2 * time.Minute}})
+	s := newSink(t, nil)
+	e.inst.set(1, Endpoint{CallbackURL: s.URL, Disabled: true})
+	// No ticket can be stored for a while: the notification's first park
+	// stores its record, held, and then fails to schedule its ticket.
+	limitTicketSize(t, e, 1)
+	e.run(Config{})
+	n := e.publish(1, "a")
+	e.waitStatus(n.Message.EventID, StatusHeld, 5*time.Second)
+	limitTicketSize(t, e, -1)
+	// Its message comes back and puts the ticket and the parked entry in
+	// place: enabling the instance then delivers it.
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	eventually(t, 15*time.Second, func() bool {
+		if err := e.store.ResumeInstance(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		v, err := e.store.Get(t.Context(), n.Message.EventID)
+		return err == nil && v.Status == StatusDelivered
+	}, func() string {
+		return fmt.Sprintf("not delivered after the instance was enabled: %+v", e.get(n.Message.EventID))
+	})
+}
+
+// limitTicketSize sets the largest message the ticket stream accepts
+// (-1: no limit).
+func limitTicketSize(t *testing.T, e *env, size int32) {
+	t.Helper()
+	stream, err := e.js.Stream(t.Context(), DispatchStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxMsgSize = size
+	if _, err := e.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+}
