@@ -166,19 +166,21 @@ func (c Classified) ChangeID(instanceID int64, objectType string) string {
 	return events.ChangeID(instanceID, objectType, c.ObjectID, c.EventType, key)
 }
 
-// Message is the change event of a reported record of instanceID's
-// resource objectType: the record goes in Raw as the upstream sent it. It
-// holds copies, nothing of record's memory: a change kept for later does
-// not keep its whole page.
-func (c Classified) Message(instanceID int64, elementKey, objectType, record string) events.ChangeMessage {
-	return events.ChangeMessage{
-		Change: events.Change{
-			ID: c.ChangeID(instanceID, objectType), EventType: c.EventType, ObjectType: objectType,
-			ObjectID: strings.Clone(c.ObjectID), ElementKey: elementKey, Date: c.DateText,
-		},
-		InstanceID: instanceID,
-		Raw:        []byte(record),
+// Change is the change event of a reported record of instanceID's resource
+// objectType, without the record (its id says whether the change is new).
+// It holds nothing of the record's memory: a change kept for later does not
+// keep its whole page.
+func (c Classified) Change(instanceID int64, elementKey, objectType string) events.Change {
+	return events.Change{
+		ID: c.ChangeID(instanceID, objectType), EventType: c.EventType, ObjectType: objectType,
+		ObjectID: strings.Clone(c.ObjectID), ElementKey: elementKey, Date: c.DateText,
 	}
+}
+
+// Message is the change event of a new change: change with its record, a
+// copy of the text the upstream sent.
+func Message(change events.Change, instanceID int64, record string) events.ChangeMessage {
+	return events.ChangeMessage{Change: change, InstanceID: instanceID, Raw: []byte(record)}
 }
 
 // readID reads a record's id from v, its value at path: a non-empty string

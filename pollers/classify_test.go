@@ -320,7 +320,7 @@ func TestAChangeEventKeepsNothingOfItsPage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, c.Message(1, "generic", "c", r))
+		got = append(got, Message(c.Change(1, "generic", "c"), 1, r))
 	}
 	// The page's buffer is reused for the next page (its records dropped
 	// first, as ExtractRecords requires).

@@ -75,7 +75,8 @@ func BenchmarkNormalizeKeapPage(b *testing.B) {
 			if err != nil || !c.Report {
 				b.Fatalf("%v (report %v)", err, c.Report)
 			}
-			benchSink = c.Message(42, "infusionsoftrest", "contacts", r)
+			change := c.Change(42, "infusionsoftrest", "contacts")
+			benchSink = Message(change, 42, r)
 		}
 	}
 	reportPerRecord(b)

@@ -131,15 +131,15 @@ func (e *Engine) pollResource(ctx context.Context, in *instances.Instance, up *u
 			if !c.Report {
 				continue
 			}
-			m := c.Message(in.ID, in.ElementKey, name, record)
-			if _, seen := st.Seen[m.ID]; seen {
+			change := c.Change(in.ID, in.ElementKey, name)
+			if _, seen := st.Seen[change.ID]; seen {
 				continue
 			}
-			if _, seen := fresh[m.ID]; seen {
+			if _, seen := fresh[change.ID]; seen {
 				continue
 			}
-			fresh[m.ID] = c.Date
-			changes = append(changes, m)
+			fresh[change.ID] = c.Date
+			changes = append(changes, pollers.Message(change, in.ID, record))
 		}
 		if res.Mode != pollers.ModeDelta {
 			return nil
