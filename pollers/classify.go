@@ -168,18 +168,19 @@ func (c Classified) ChangeID(instanceID int64, objectType string) string {
 
 // Change is the change event of a reported record of instanceID's resource
 // objectType, without the record (its id says whether the change is new).
-// It holds nothing of the record's memory: a change kept for later does not
-// keep its whole page.
+// Its ObjectID shares the record's memory: keep it through Message.
 func (c Classified) Change(instanceID int64, elementKey, objectType string) events.Change {
 	return events.Change{
 		ID: c.ChangeID(instanceID, objectType), EventType: c.EventType, ObjectType: objectType,
-		ObjectID: strings.Clone(c.ObjectID), ElementKey: elementKey, Date: c.DateText,
+		ObjectID: c.ObjectID, ElementKey: elementKey, Date: c.DateText,
 	}
 }
 
-// Message is the change event of a new change: change with its record, a
-// copy of the text the upstream sent.
+// Message is the change event of a new change with its record as the
+// upstream sent it. It holds copies, nothing of record's memory: a change
+// kept to the poll's end does not keep its whole page.
 func Message(change events.Change, instanceID int64, record string) events.ChangeMessage {
+	change.ObjectID = strings.Clone(change.ObjectID)
 	return events.ChangeMessage{Change: change, InstanceID: instanceID, Raw: []byte(record)}
 }
 
