@@ -192,9 +192,7 @@ func (s *Store) putRaw(ctx context.Context, key string, data []byte, rev uint64,
 		return r, nil
 	}
 	// KeyValue.Update takes no TTL: publish as it does, with one.
-	msg := nats.NewMsg("$KV." + Bucket + "." + key)
-	msg.Data = data
-	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(max(ttl, time.Second)))
+	ack, err := s.js.PublishMsg(ctx, kvWrite(key, data), casTTL(rev, ttl)...)
 	if err != nil {
 		if isWrongLastSequence(err) {
 			return 0, ErrConflict
@@ -202,6 +200,20 @@ func (s *Store) putRaw(ctx context.Context, key string, data []byte, rev uint64,
 		return 0, fmt.Errorf("write %s: %w", key, err)
 	}
 	return ack.Sequence, nil
+}
+
+// kvWrite is a write of data at key of the bucket, published directly (for
+// what KeyValue does not offer: a TTL on an update, asynchronous writes).
+func kvWrite(key string, data []byte) *nats.Msg {
+	msg := nats.NewMsg("$KV." + Bucket + "." + key)
+	msg.Data = data
+	return msg
+}
+
+// casTTL makes a kvWrite a compare-and-set against revision rev (0: the
+// key must not exist) that expires after ttl (at least a second).
+func casTTL(rev uint64, ttl time.Duration) []jetstream.PublishOpt {
+	return []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(max(ttl, time.Second))}
 }
 
 // indexNew writes the index entries of a new notification r, pipelined:
@@ -215,9 +227,7 @@ func (s *Store) indexNew(ctx context.Context, r *record, ref []byte, ttl time.Du
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // as a synchronous write's default
 	defer cancel()
 	publish := func(key string) (jetstream.PubAckFuture, error) {
-		msg := nats.NewMsg("$KV." + Bucket + "." + key)
-		msg.Data = ref
-		return s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(max(ttl, time.Second)))
+		return s.js.PublishMsgAsync(kvWrite(key, ref), casTTL(0, ttl)...)
 	}
 	event, err := publish(eventKey(r.EventID))
 	if err != nil {
