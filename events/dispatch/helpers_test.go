@@ -121,11 +121,20 @@ func (e *env) publishMany(id int64, n int) []string {
 	return ids
 }
 
+// changeOf is a change of contact objectID of instance id, with its record.
+func changeOf(id int64, objectID, eventType, record string) events.ChangeMessage {
+	const date = "2026-11-22T07:35:27.123Z"
+	return events.ChangeMessage{
+		Change: events.Change{ID: events.ChangeID(id, "contacts", objectID, eventType, date),
+			EventType: eventType, ObjectType: "contacts", ObjectID: objectID, ElementKey: "generic", Date: date},
+		InstanceID: id, Raw: json.RawMessage(record),
+	}
+}
+
 // notificationOf is a notification of one change of objectID for
 // instance id.
 func notificationOf(id int64, objectID string) events.Notification {
-	c := events.Change{ID: events.ChangeID(id, "contacts", objectID, events.Updated, "2026-11-22T07:35:27.123Z"),
-		EventType: events.Updated, ObjectType: "contacts", ObjectID: objectID, ElementKey: "generic", Date: "2026-11-22T07:35:27.123Z"}
+	c := changeOf(id, objectID, events.Updated, "").Change
 	n := events.Notification{Message: events.NotificationMessage{
 		EventID: events.NotificationID([]string{c.ID}), InstanceID: id, ElementKey: "generic",
 		Events: []events.Change{c},

@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -22,9 +21,7 @@ func TestEveryChangeOfANotificationFindsItAndTheFirstNotificationKeepsIt(t *test
 	changes := func(objects ...string) []events.ChangeMessage {
 		var out []events.ChangeMessage
 		for _, o := range objects {
-			c := events.Change{ID: events.ChangeID(1, "contacts", o, events.Created, "2026-11-22T07:35:27.123Z"),
-				EventType: events.Created, ObjectType: "contacts", ObjectID: o, ElementKey: "generic", Date: "2026-11-22T07:35:27.123Z"}
-			out = append(out, events.ChangeMessage{Change: c, InstanceID: 1, Raw: json.RawMessage(fmt.Sprintf(`{"id":%q}`, o))})
+			out = append(out, changeOf(1, o, events.Created, fmt.Sprintf(`{"id":%q}`, o)))
 		}
 		return out
 	}

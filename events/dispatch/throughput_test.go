@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -29,11 +28,7 @@ func BenchmarkDeliverBatchesOfTen(b *testing.B) {
 		var changes []events.ChangeMessage
 		for j := range 10 {
 			objectID := fmt.Sprint(i, "-", j)
-			changes = append(changes, events.ChangeMessage{
-				Change: events.Change{ID: events.ChangeID(id, "contacts", objectID, events.Updated, "2026-11-22T07:35:27.123Z"),
-					EventType: events.Updated, ObjectType: "contacts", ObjectID: objectID, ElementKey: "generic", Date: "2026-11-22T07:35:27.123Z"},
-				InstanceID: id, Raw: json.RawMessage(fmt.Sprintf(`{"id":%q,"name":"Ada","email":"ada@example.com"}`, objectID)),
-			})
+			changes = append(changes, changeOf(id, objectID, events.Updated, fmt.Sprintf(`{"id":%q,"name":"Ada","email":"ada@example.com"}`, objectID)))
 		}
 		for _, n := range events.Notifications(id, "generic", "contacts", changes, 10) {
 			if err := Publish(b.Context(), e.js, n); err != nil {
