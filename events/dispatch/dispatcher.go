@@ -612,11 +612,8 @@ func (d *Dispatcher) settle(ctx context.Context, msg jetstream.Msg, r *record, r
 // that finds no record is dropped: until its ticket is stored, its unacked
 // message stands for it, and coming back finds it parked.
 func (d *Dispatcher) reschedule(ctx context.Context, msg jetstream.Msg, r *record, rev uint64) {
-	if rev == 0 {
-		if _, err := d.store.save(ctx, r, 0); err != nil {
-			d.readAgain(msg, r, err)
-			return
-		}
+	if !d.storeFirst(ctx, msg, r, rev) {
+		return
 	}
 	if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, r.NextAttemptAt); err != nil {
 		d.log.Warn("scheduling a retry failed", "event_id", r.EventID, "error", err)
@@ -638,6 +635,19 @@ func (d *Dispatcher) reschedule(ctx context.Context, msg jetstream.Msg, r *recor
 		}
 	}
 	_ = msg.Ack()
+}
+
+// storeFirst stores r if it is not stored yet (rev 0) and reports whether
+// r is stored; when not, the message was put back to be read again.
+func (d *Dispatcher) storeFirst(ctx context.Context, msg jetstream.Msg, r *record, rev uint64) bool {
+	if rev != 0 {
+		return true
+	}
+	if _, err := d.store.save(ctx, r, 0); err != nil {
+		d.readAgain(msg, r, err)
+		return false
+	}
+	return true
 }
 
 // readAgain puts the message back to be read in full a moment later: the
@@ -726,11 +736,8 @@ func (d *Dispatcher) putBack(ctx context.Context, msg jetstream.Msg, r *record, 
 			}
 		}
 	}
-	if rev == 0 {
-		if _, err := d.store.save(ctx, r, 0); err != nil {
-			d.readAgain(msg, r, err)
-			return
-		}
+	if !d.storeFirst(ctx, msg, r, rev) {
+		return
 	}
 	at := d.store.now().Add(Jittered(d.cfg.DeferDelay, jitter()*5)) // ±50%
 	if err := d.store.scheduleAt(ctx, r.InstanceID, r.Seq, r.Gen, at); err != nil {
