@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidwall/gjson"
 
+	"github.com/pollhook/pollhook/events"
 	"github.com/pollhook/pollhook/events/dispatch"
 )
 
@@ -33,7 +34,8 @@ import (
 // POLLHOOK_NOTIFY timestamp) to its arrival, with polls paced at half the
 // rate of (1); (3) the baseline: a minimal Go client POSTing the bodies and
 // headers the sinks received in (1) to the same sinks, with the
-// dispatcher's concurrency (8 per destination).
+// dispatcher's concurrency (8 per destination); (4) the floor: as many
+// changes only stored on POLLHOOK_EVENTS, which every poll must do.
 func BenchmarkEndToEnd(b *testing.B) {
 	const (
 		benchInstances = 40
@@ -155,6 +157,51 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(float64(notifications)/took.Seconds()/baseRate, "ratio")
 	b.Logf("baseline: %d notifications in %v: %.0f notifications/s; pollhook/baseline %.2f",
 		sent.Load(), base.Round(time.Millisecond), baseRate, float64(notifications)/took.Seconds()/baseRate)
+
+	// (4) The floor the contract sets: the same number of changes only
+	// stored on POLLHOOK_EVENTS (one message each, SPEC §5), a page per
+	// poll, 8 polls at a time, in the same server. No delivery can be
+	// faster than the changes it delivers are stored.
+	started = time.Now()
+	storeFloorChanges(b, p.natsURL, benchInstances, benchRecords)
+	floorChanges := float64(total) / time.Since(started).Seconds()
+	floorRate := floorChanges / benchBatch
+	b.ReportMetric(floorRate/baseRate, "floor-ratio")
+	b.Logf("floor: %d changes stored alone: %.0f changes/s, %.0f notifications/s of %d; floor/baseline %.2f",
+		total, floorChanges, floorRate, benchBatch, floorRate/baseRate)
+}
+
+// storeFloorChanges stores pages × records change events, like the bench
+// upstream's records, on POLLHOOK_EVENTS with the poller's publisher, 8
+// pages at a time. Nothing consumes that stream in pollhook itself.
+func storeFloorChanges(b *testing.B, natsURL string, pages, records int) {
+	b.Helper()
+	publisher := events.NewPublisher(jetStreamAt(b, natsURL))
+	date := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for page := range pages {
+		changes := make([]events.ChangeMessage, records)
+		for i := range changes {
+			id := fmt.Sprintf("floor-%d-%d", page, i)
+			changes[i] = events.ChangeMessage{
+				Change: events.Change{
+					ID:        events.ChangeID(int64(page), "records", id, events.Updated, date),
+					EventType: events.Updated, ObjectType: "records", ObjectID: id, ElementKey: "generic", Date: date,
+				},
+				InstanceID: int64(page),
+				Raw:        fmt.Appendf(nil, `{"id":"%s","name":"Record %d","email":"r%d@example.com","amount":%d.50,"updated":"%s"}`, id, i, i, i, date),
+			}
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := publisher.PublishChanges(context.Background(), changes); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // benchUpstream answers GET /<n>/records with benchRecords new records,
