@@ -26,9 +26,10 @@
 //     health; p.<group>.<instanceId>.<seq> lists what is held for a
 //     destination or a disabled instance. Every write is a compare-and-set.
 //     A new notification's state is first written by its first attempt
-//     (in flight), park or put-back; e.<eventId> and the c.<changeId>
-//     entries are written before, together, so a message that comes again
-//     finds them and knows it is not a duplicate.
+//     (in flight), park or put-back; the c.<changeId> entries and then
+//     e.<eventId> are written before, pipelined in that order, so a
+//     message that comes again and finds its eventId entry knows it is not
+//     a duplicate and that its change entries are there.
 //     Delivered states expire after --event-retention, failed ones after
 //     --deadletter-retention (per-key TTLs); others stay until final.
 //

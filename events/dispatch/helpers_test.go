@@ -131,6 +131,16 @@ func changeOf(id int64, objectID, eventType, record string) events.ChangeMessage
 	}
 }
 
+// notificationOfCreated is one notification of the creation of these
+// contacts of instance id.
+func notificationOfCreated(id int64, objectIDs ...string) events.Notification {
+	var changes []events.ChangeMessage
+	for _, o := range objectIDs {
+		changes = append(changes, changeOf(id, o, events.Created, fmt.Sprintf(`{"id":%q}`, o)))
+	}
+	return events.Notifications(id, "generic", "contacts", changes, len(changes))[0]
+}
+
 // notificationOf is a notification of one change of objectID for
 // instance id.
 func notificationOf(id int64, objectID string) events.Notification {

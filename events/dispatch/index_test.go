@@ -18,17 +18,10 @@ func TestEveryChangeOfANotificationFindsItAndTheFirstNotificationKeepsIt(t *test
 	s := newSink(t, nil)
 	e.inst.set(1, Endpoint{CallbackURL: s.URL})
 	e.run(Config{})
-	changes := func(objects ...string) []events.ChangeMessage {
-		var out []events.ChangeMessage
-		for _, o := range objects {
-			out = append(out, changeOf(1, o, events.Created, fmt.Sprintf(`{"id":%q}`, o)))
-		}
-		return out
-	}
-	first := events.Notifications(1, "generic", "contacts", changes("a", "b", "c"), 10)[0]
+	first := notificationOfCreated(1, "a", "b", "c")
 	// The same change "b" again in another notification (a re-poll after a
 	// crash batched it differently).
-	second := events.Notifications(1, "generic", "contacts", changes("b", "d"), 10)[0]
+	second := notificationOfCreated(1, "b", "d")
 	for _, n := range []events.Notification{first, second} {
 		if err := Publish(t.Context(), e.js, n); err != nil {
 			t.Fatal(err)
@@ -43,6 +36,64 @@ func TestEveryChangeOfANotificationFindsItAndTheFirstNotificationKeepsIt(t *test
 	} {
 		if v := e.get(change); v.EventID != want {
 			t.Errorf("change %s: notification %s, want %s", change, v.EventID, want)
+		}
+	}
+}
+
+func TestTheEventIdEntryIsWrittenAfterEveryChangeEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	s := newSink(t, nil)
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	e.run(Config{})
+	n := notificationOfCreated(1, "a", "b", "c")
+	if err := Publish(t.Context(), e.js, n); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(n.Message.EventID, StatusDelivered, 5*time.Second)
+	// A process killed while indexing leaves the entries taken before the
+	// kill: an eventId entry must mean the change entries are there too.
+	event, err := e.store.kv.Get(t.Context(), eventKey(n.Message.EventID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range n.Message.Events {
+		entry, err := e.store.kv.Get(t.Context(), changeKey(c.ID))
+		if err != nil {
+			t.Fatalf("change %s: %v", c.ID, err)
+		}
+		if entry.Revision() > event.Revision() {
+			t.Errorf("change %s indexed at revision %d, after the eventId entry (%d)", c.ID, entry.Revision(), event.Revision())
+		}
+	}
+}
+
+func TestANotificationPartlyIndexedByAProcessThatDiedIsDeliveredAndFoundByEachChange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	s := newSink(t, nil)
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	n := notificationOfCreated(1, "a", "b", "c")
+	if err := Publish(t.Context(), e.js, n); err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.store.notify.GetLastMsgForSubject(t.Context(), notifyPrefix+"1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a dispatcher killed while indexing leaves: the first change
+	// entry, nothing after it.
+	if _, err := e.store.putRaw(t.Context(), changeKey(n.Message.Events[0].ID), []byte(ref(1, m.Sequence)), 0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	e.run(Config{})
+	e.waitStatus(n.Message.EventID, StatusDelivered, 5*time.Second)
+	if got := s.count(); got != 1 {
+		t.Errorf("%d deliveries, want 1", got)
+	}
+	for _, c := range n.Message.Events {
+		if v := e.get(c.ID); v.EventID != n.Message.EventID {
+			t.Errorf("change %s finds notification %q, want %s", c.ID, v.EventID, n.Message.EventID)
 		}
 	}
 }

@@ -217,30 +217,35 @@ func casTTL(rev uint64, ttl time.Duration) []jetstream.PublishOpt {
 }
 
 // indexNew writes the index entries of a new notification r, pipelined:
-// e.<eventId> → ref, created only if absent, and c.<changeId> → ref for
-// each change (an entry already there stays), all kept ttl. It reports
-// whether the eventId entry was created; false with a nil error means
-// the key holds something already (an entry, or the marker of one
-// deleted). A change entry that fails leaves that change findable by its
-// notification's eventId only.
+// c.<changeId> → ref for each change (an entry already there stays), then
+// e.<eventId> → ref, created only if absent, all kept ttl. One connection
+// and one stream take them in that order, so an eventId entry found later
+// means its change entries were taken too, even if the writer died at
+// once. It reports whether the eventId entry was created; false with a
+// nil error means the key holds something already (an entry, or the
+// marker of one deleted). A change entry the server refuses (not for
+// being there) leaves that change findable by its notification's eventId
+// only.
 func (s *Store) indexNew(ctx context.Context, r *record, ref []byte, ttl time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // as a synchronous write's default
 	defer cancel()
 	publish := func(key string) (jetstream.PubAckFuture, error) {
 		return s.js.PublishMsgAsync(kvWrite(key, ref), casTTL(0, ttl)...)
 	}
-	event, err := publish(eventKey(r.EventID))
-	if err != nil {
-		return false, fmt.Errorf("write %s: %w", eventKey(r.EventID), err)
-	}
 	var changes []jetstream.PubAckFuture
 	for _, c := range r.Events {
 		if c.ID == "" || c.ID == r.EventID {
 			continue
 		}
-		if f, err := publish(changeKey(c.ID)); err == nil {
-			changes = append(changes, f)
+		f, err := publish(changeKey(c.ID))
+		if err != nil {
+			return false, fmt.Errorf("write %s: %w", changeKey(c.ID), err)
 		}
+		changes = append(changes, f)
+	}
+	event, err := publish(eventKey(r.EventID))
+	if err != nil {
+		return false, fmt.Errorf("write %s: %w", eventKey(r.EventID), err)
 	}
 	created, err := false, error(nil)
 	select {
