@@ -449,6 +449,7 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 	}
 	dest := Destination(ep.CallbackURL)
 	probe := false
+	releaseSlot := func() {}
 	if dest != "" {
 		h, hrev, err := d.health(ctx, dest)
 		if err != nil {
@@ -474,7 +475,14 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 				return
 			}
 		}
-		defer d.slots.release(dest)
+		released := false
+		releaseSlot = func() {
+			if !released {
+				released = true
+				d.slots.release(dest)
+			}
+		}
+		defer releaseSlot()
 		if waited && !probe {
 			// The attempt that handed the slot over may have held the
 			// destination: then this one waits like the others.
@@ -522,6 +530,13 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 	elapsed := time.Since(began)
 	d.metrics.inFlight.Dec()
 	dec := Classify(res)
+	if dec.Outcome == OutcomeDelivered && !probe {
+		// The destination took it: the next attempt to it need not wait
+		// for this one's writes. (After a failure the slot is kept until
+		// the failure is counted, which a waiter reads before its attempt;
+		// after a probe, until the hold is released.)
+		releaseSlot()
+	}
 	d.metrics.latency.WithLabelValues(dec.Outcome).Observe(elapsed.Seconds())
 	d.metrics.deliveries.WithLabelValues(dec.Outcome, dec.Reason).Inc()
 	if dec.Outcome == OutcomeDelivered {
