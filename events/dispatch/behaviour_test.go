@@ -138,6 +138,47 @@ func TestChangedCallbackURLAppliesToTheNextAttempt(t *testing.T) {
 	verifyElements(t, "new", got[0].header, got[0].body)
 }
 
+func TestDropInstanceLeavesNoStateOrParkedEntryOfItsNotifications(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{RetrySchedule: []time.Duration{time.Minute}})
+	s := newSink(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	// Instance 1 disabled (parked in its own group), both instances'
+	// destination held (parked in the destination's group).
+	e.inst.set(1, Endpoint{CallbackURL: s.URL, Disabled: true})
+	e.inst.set(2, Endpoint{CallbackURL: s.URL})
+	e.run(Config{HoldAfter: 1})
+	held := append(e.publishMany(1, 2), e.publish(2, "x").Message.EventID)
+	for _, id := range held {
+		e.waitStatus(id, StatusHeld, 5*time.Second)
+	}
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	held = append(held, e.publish(1, "y").Message.EventID)
+	for _, id := range held {
+		e.waitStatus(id, StatusHeld, 5*time.Second)
+	}
+	groups := map[string]bool{}
+	keys, _ := e.store.keys(t.Context(), "p.*.1.>")
+	for _, k := range keys {
+		groups[strings.Split(k, ".")[1][:1]] = true
+	}
+	if !groups["i"] || !groups["d"] {
+		t.Fatalf("instance 1 parked as %v, want in its own group and its destination's", keys)
+	}
+	if err := e.store.DropInstance(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	for filter, want := range map[string]int{"n.1.>": 0, "p.*.1.>": 0, "n.2.>": 1, "p.*.2.>": 1} {
+		if keys, err := e.store.keys(t.Context(), filter); err != nil || len(keys) != want {
+			t.Errorf("%s: keys %v (%v), want %d", filter, keys, err, want)
+		}
+	}
+	for id, want := range map[int64]int{1: 0, 2: 1} {
+		if views, err := e.store.List(t.Context(), id, StatusHeld, 50); err != nil || len(views) != want {
+			t.Errorf("instance %d lists %d held (%v), want %d", id, len(views), err, want)
+		}
+	}
+}
+
 func TestDropInstanceDropsItsUndeliveredNotifications(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{RetrySchedule: []time.Duration{500 * time.Millisecond, time.Second}})

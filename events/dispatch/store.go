@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -109,6 +110,7 @@ func safeToken(s string) string {
 type Store struct {
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
+	bucket   jetstream.Stream // kv's own, for purges by subject
 	notify   jetstream.Stream
 	tickets  jetstream.Stream
 	activity *activityRecorder
@@ -127,6 +129,9 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, opts Options) (*Stor
 	var err error
 	if s.kv, err = js.KeyValue(ctx, Bucket); err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", Bucket, err)
+	}
+	if s.bucket, err = js.Stream(ctx, "KV_"+Bucket); err != nil {
+		return nil, fmt.Errorf("open the stream of KV bucket %s: %w", Bucket, err)
 	}
 	if s.notify, err = js.Stream(ctx, NotifyStream); err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", NotifyStream, err)
@@ -334,15 +339,36 @@ const (
 
 // List returns up to limit notifications of an instance, newest first
 // (by when they were stored), only those in status unless it is "".
+// Without a status it reads the keys and then the newest records; with
+// one, every record of the instance in one stream (a status may be rare).
 func (s *Store) List(ctx context.Context, instanceID int64, status string, limit int) ([]View, error) {
 	if limit <= 0 {
 		limit = DefaultListLimit
+	}
+	views := []View{}
+	if status != "" {
+		var found []*record
+		err := s.records(ctx, instanceID, func(r *record, _ uint64) {
+			if r.Status != status {
+				return
+			}
+			found = append(found, r)
+			if len(found) >= 4*limit { // keep the newest: the stream is in write order
+				found = newestFirst(found)[:limit]
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range newestFirst(found)[:min(limit, len(found))] {
+			views = append(views, r.view())
+		}
+		return views, nil
 	}
 	seqs, err := s.seqs(ctx, instanceID)
 	if err != nil {
 		return nil, err
 	}
-	views := []View{}
 	for _, seq := range slices.Backward(seqs) {
 		if len(views) == limit {
 			break
@@ -354,11 +380,46 @@ func (s *Store) List(ctx context.Context, instanceID int64, status string, limit
 		if err != nil {
 			return nil, err
 		}
-		if status == "" || r.Status == status {
-			views = append(views, r.view())
-		}
+		views = append(views, r.view())
 	}
 	return views, nil
+}
+
+// newestFirst sorts records by their place in the notify stream, newest
+// first, and returns them.
+func newestFirst(rs []*record) []*record {
+	slices.SortFunc(rs, func(a, b *record) int { return cmp.Compare(b.Seq, a.Seq) })
+	return rs
+}
+
+// records calls visit with every record of an instance and its revision,
+// read in one stream of the bucket (not a round trip each), in the order
+// they were last written.
+func (s *Store) records(ctx context.Context, instanceID int64, visit func(r *record, rev uint64)) error {
+	filter := "n." + strconv.FormatInt(instanceID, 10) + ".>"
+	w, err := s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("read %s: %w", filter, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("read %s: the watch ended", filter)
+			}
+			if e == nil { // all there was
+				return nil
+			}
+			var r record
+			if err := json.Unmarshal(e.Value(), &r); err != nil {
+				return fmt.Errorf("decode delivery state %s: %w", e.Key(), err)
+			}
+			visit(&r, e.Revision())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // seqs lists the sequences of an instance's records, ascending.
@@ -415,24 +476,24 @@ func (s *Store) Redeliver(ctx context.Context, instanceID int64, id string) (Vie
 // RedeliverFailed requeues every failed notification of the instance and
 // returns their eventIds.
 func (s *Store) RedeliverFailed(ctx context.Context, instanceID int64) ([]string, error) {
-	seqs, err := s.seqs(ctx, instanceID)
+	type failed struct {
+		r   *record
+		rev uint64
+	}
+	var dead []failed
+	err := s.records(ctx, instanceID, func(r *record, rev uint64) {
+		if r.Status == StatusFailed {
+			dead = append(dead, failed{r, rev})
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(dead, func(a, b failed) int { return cmp.Compare(a.r.Seq, b.r.Seq) })
 	ids := []string{}
-	for _, seq := range seqs {
-		r, rev, err := s.load(ctx, stateKey(instanceID, seq))
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return ids, err
-		}
-		if r.Status != StatusFailed {
-			continue
-		}
-		if _, err := s.redeliver(ctx, r, rev); err == nil {
-			ids = append(ids, r.EventID)
+	for _, f := range dead {
+		if _, err := s.redeliver(ctx, f.r, f.rev); err == nil {
+			ids = append(ids, f.r.EventID)
 		} else if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFailed) && !errors.Is(err, ErrBodyExpired) {
 			return ids, err
 		}
@@ -508,21 +569,12 @@ func (s *Store) DropInstance(ctx context.Context, instanceID int64) error {
 	if err := s.activity.forget(ctx, instanceID); err != nil {
 		return fmt.Errorf("drop activity of instance %d: %w", instanceID, err)
 	}
-	seqs, err := s.seqs(ctx, instanceID)
-	if err != nil {
-		return err
-	}
-	for _, seq := range seqs {
-		if err := s.kv.Purge(ctx, stateKey(instanceID, seq)); err != nil {
+	// The records and the parked entries (p.<group>.<instanceId>.<seq>),
+	// each kind by one purge of the bucket's stream, however many.
+	for _, keys := range []string{"n." + id + ".*", "p.*." + id + ".*"} {
+		if err := s.bucket.Purge(ctx, jetstream.WithPurgeSubject("$KV."+Bucket+"."+keys)); err != nil {
 			return fmt.Errorf("drop delivery state of instance %d: %w", instanceID, err)
 		}
-	}
-	parked, err := s.keys(ctx, parkPrefix(instanceGroup(instanceID))+">")
-	if err != nil {
-		return err
-	}
-	for _, k := range parked {
-		_ = s.kv.Purge(ctx, k)
 	}
 	return nil
 }
