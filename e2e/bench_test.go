@@ -75,6 +75,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for i, s := range sinks {
 		phase1[i] = s.take()
 	}
+	reportDuplicates(b, p, "max rate", slices.Concat(phase1...))
 
 	// (2) Latency at half the maximum rate, for about 20 s.
 	interval := time.Duration(float64(time.Second) * benchRecords / (maxChanges / 2))
@@ -104,13 +105,16 @@ func BenchmarkEndToEnd(b *testing.B) {
 	waitUntil(b, 5*time.Minute, func() bool { return sumEvents(sinks) >= int(ran.Load())*benchRecords })
 	stored := notifyTimestamps(b, p.natsURL)
 	var lat []time.Duration
+	var phase2 []benchPost
 	for _, s := range sinks {
 		for _, post := range s.take() {
+			phase2 = append(phase2, post)
 			if at, ok := stored[post.eventID]; ok {
 				lat = append(lat, post.at.Sub(at))
 			}
 		}
 	}
+	reportDuplicates(b, p, "half load", phase2)
 	slices.Sort(lat)
 	if len(lat) == 0 {
 		b.Fatal("no latency measured")
@@ -169,6 +173,36 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(floorRate/baseRate, "floor-ratio")
 	b.Logf("floor: %d changes stored alone: %.0f changes/s, %.0f notifications/s of %d; floor/baseline %.2f",
 		total, floorChanges, floorRate, benchBatch, floorRate/baseRate)
+}
+
+// reportDuplicates logs the notifications a phase received more than once
+// (nothing fails here, so each should arrive once), with their state and
+// what the poller logged about them or at level WARN and above.
+func reportDuplicates(b *testing.B, p *poller, phase string, posts []benchPost) {
+	b.Helper()
+	seen := map[string]int{}
+	for _, post := range posts {
+		seen[post.eventID]++
+	}
+	dups := len(posts) - len(seen)
+	if dups == 0 {
+		return
+	}
+	b.Logf("%s: %d notifications received more than once", phase, dups)
+	var twice []string
+	for id, n := range seen {
+		if n > 1 {
+			_, raw := apiDo(b, p, http.MethodGet, "/instances/events/"+id, nil, nil)
+			b.Logf("  %s, %d times: %s", id, n, raw)
+			twice = append(twice, id)
+		}
+	}
+	for line := range strings.Lines(p.Output()) {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") ||
+			slices.ContainsFunc(twice, func(id string) bool { return strings.Contains(line, id) }) {
+			b.Logf("  poller: %s", strings.TrimSpace(line))
+		}
+	}
 }
 
 // storeFloorChanges stores pages × records change events, like the bench
