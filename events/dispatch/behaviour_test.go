@@ -268,10 +268,7 @@ func TestDisabledInstanceHoldsDeliveriesUntilResumed(t *testing.T) {
 
 func TestPublishingANotificationTwiceDeliversItOnce(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{})
-	s := newSink(t, nil)
-	e.inst.set(1, Endpoint{CallbackURL: s.URL})
-	e.run(Config{})
+	e, s := newDeliveringEnv(t)
 	n := e.publish(1, "a")
 	e.publish(1, "a")
 	e.waitStatus(n.Message.EventID, StatusDelivered, 5*time.Second)

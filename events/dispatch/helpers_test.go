@@ -131,6 +131,17 @@ func changeOf(id int64, objectID, eventType, record string) events.ChangeMessage
 	}
 }
 
+// newDeliveringEnv is an env with a dispatcher running and instance 1
+// delivering to a sink that answers 200.
+func newDeliveringEnv(t *testing.T) (*env, *sink) {
+	t.Helper()
+	e := newEnv(t, Options{})
+	s := newSink(t, nil)
+	e.inst.set(1, Endpoint{CallbackURL: s.URL})
+	e.run(Config{})
+	return e, s
+}
+
 // notificationOfCreated is one notification of the creation of these
 // contacts of instance id.
 func notificationOfCreated(id int64, objectIDs ...string) events.Notification {

@@ -14,10 +14,7 @@ import (
 
 func TestEveryChangeOfANotificationFindsItAndTheFirstNotificationKeepsIt(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{})
-	s := newSink(t, nil)
-	e.inst.set(1, Endpoint{CallbackURL: s.URL})
-	e.run(Config{})
+	e, _ := newDeliveringEnv(t)
 	first := notificationOfCreated(1, "a", "b", "c")
 	// The same change "b" again in another notification (a re-poll after a
 	// crash batched it differently).
@@ -42,10 +39,7 @@ func TestEveryChangeOfANotificationFindsItAndTheFirstNotificationKeepsIt(t *test
 
 func TestTheEventIdEntryIsWrittenAfterEveryChangeEntry(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{})
-	s := newSink(t, nil)
-	e.inst.set(1, Endpoint{CallbackURL: s.URL})
-	e.run(Config{})
+	e, _ := newDeliveringEnv(t)
 	n := notificationOfCreated(1, "a", "b", "c")
 	if err := Publish(t.Context(), e.js, n); err != nil {
 		t.Fatal(err)
