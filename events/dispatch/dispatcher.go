@@ -401,6 +401,10 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uin
 	}
 	stored, rev, err := d.store.load(ctx, r.key())
 	if errors.Is(err, ErrNotFound) {
+		// Indexed, never stored: the indexing may have lost change entries.
+		if err := d.store.reindexChanges(ctx, r, self, ttl); err != nil {
+			return nil, 0, err
+		}
 		return r, 0, nil
 	}
 	return stored, rev, err
@@ -450,6 +454,7 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 	dest := Destination(ep.CallbackURL)
 	probe := false
 	releaseSlot := func() {}
+	clean := false // the destination had no failure to clear before this attempt
 	if dest != "" {
 		h, hrev, err := d.health(ctx, dest)
 		if err != nil {
@@ -465,6 +470,7 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 			}
 			probe = true
 		}
+		clean = h.Failures == 0 && !probe
 		got, waited := d.slots.acquire(ctx, dest, 0)
 		if !got {
 			if got, waited = d.slots.acquire(ctx, dest, d.cfg.DeferDelay); !got {
@@ -486,11 +492,13 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 		if waited && !probe {
 			// The attempt that handed the slot over may have held the
 			// destination: then this one waits like the others.
-			if h, _, err := d.health(ctx, dest); err == nil && h.held() {
+			h, _, err := d.health(ctx, dest)
+			if err == nil && h.held() {
 				d.park(ctx, msg, r, rev, destGroup(dest), ReasonDestinationUnavailable,
 					fmt.Sprintf("destination %s is held after %d consecutive failures", dest, h.Failures))
 				return
 			}
+			clean = clean && err == nil && h.Failures == 0
 		}
 	}
 
@@ -530,11 +538,11 @@ func (d *Dispatcher) process(ctx context.Context, msg jetstream.Msg, r *record, 
 	elapsed := time.Since(began)
 	d.metrics.inFlight.Dec()
 	dec := Classify(res)
-	if dec.Outcome == OutcomeDelivered && !probe {
-		// The destination took it: the next attempt to it need not wait
-		// for this one's writes. (After a failure the slot is kept until
-		// the failure is counted, which a waiter reads before its attempt;
-		// after a probe, until the hold is released.)
+	if dec.Outcome == OutcomeDelivered && clean {
+		// The destination took it and has nothing to clear: the next
+		// attempt to it need not wait for this one's writes. (Otherwise
+		// the slot is kept until the outcome is counted and a hold
+		// released: a waiter reads the destination's health first.)
 		releaseSlot()
 	}
 	d.metrics.latency.WithLabelValues(dec.Outcome).Observe(elapsed.Seconds())

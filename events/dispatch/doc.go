@@ -29,7 +29,8 @@
 //     (in flight), park or put-back; the c.<changeId> entries and then
 //     e.<eventId> are written before, pipelined in that order, so a
 //     message that comes again and finds its eventId entry knows it is not
-//     a duplicate and that its change entries are there.
+//     a duplicate (and, its record not stored yet, writes its change
+//     entries again, create-only, in case a reconnect lost some).
 //     Delivered states expire after --event-retention, failed ones after
 //     --deadletter-retention (per-key TTLs); others stay until final.
 //

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/pollhook/pollhook/events"
 )
 
 // The benchmarks of an instance with many notifications kept: 100,000 (a
@@ -56,14 +58,19 @@ func BenchmarkDropInstanceWithManyNotifications(b *testing.B) {
 }
 
 // storeDeliveredAndFailed writes keptNotifications records of instance id
-// as the dispatcher leaves them, one in failedOneIn failed.
+// as the dispatcher leaves them (ten changes each), one in failedOneIn
+// failed.
 func storeDeliveredAndFailed(b *testing.B, e *env, id int64) {
 	b.Helper()
 	now := time.Now().UTC()
+	var changes []events.Change // ten, as a batch of ten keeps
+	for j := range 10 {
+		changes = append(changes, changeOf(id, strconv.Itoa(j), events.Updated, "").Change)
+	}
 	for i := range keptNotifications {
 		seq := uint64(i + 1)
 		r := &record{EventID: strconv.FormatInt(id, 10) + "-" + strconv.Itoa(i), InstanceID: id, Seq: seq, Status: StatusDelivered,
-			Attempts: 1, LastStatusCode: 200, CreatedAt: now, UpdatedAt: now, DeliveredAt: now}
+			Attempts: 1, LastStatusCode: 200, CreatedAt: now, UpdatedAt: now, DeliveredAt: now, Events: changes}
 		if i%failedOneIn == 0 {
 			r.Status, r.DeliveredAt, r.FailedAt, r.Reason = StatusFailed, time.Time{}, now, ReasonRetriesExhausted
 		}

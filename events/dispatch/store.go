@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
 
 	"github.com/pollhook/pollhook/events"
 )
@@ -110,7 +111,7 @@ func safeToken(s string) string {
 type Store struct {
 	js       jetstream.JetStream
 	kv       jetstream.KeyValue
-	bucket   jetstream.Stream // kv's own, for purges by subject
+	bucket   jetstream.Stream // kv's own (bucketStream): purges by subject, scans
 	notify   jetstream.Stream
 	tickets  jetstream.Stream
 	activity *activityRecorder
@@ -130,7 +131,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, opts Options) (*Stor
 	if s.kv, err = js.KeyValue(ctx, Bucket); err != nil {
 		return nil, fmt.Errorf("open KV bucket %s: %w", Bucket, err)
 	}
-	if s.bucket, err = js.Stream(ctx, "KV_"+Bucket); err != nil {
+	if s.bucket, err = js.Stream(ctx, bucketStream); err != nil {
 		return nil, fmt.Errorf("open the stream of KV bucket %s: %w", Bucket, err)
 	}
 	if s.notify, err = js.Stream(ctx, NotifyStream); err != nil {
@@ -210,7 +211,7 @@ func (s *Store) putRaw(ctx context.Context, key string, data []byte, rev uint64,
 // kvWrite is a write of data at key of the bucket, published directly (for
 // what KeyValue does not offer: a TTL on an update, asynchronous writes).
 func kvWrite(key string, data []byte) *nats.Msg {
-	msg := nats.NewMsg("$KV." + Bucket + "." + key)
+	msg := nats.NewMsg(bucketSubject(key))
 	msg.Data = data
 	return msg
 }
@@ -222,37 +223,29 @@ func casTTL(rev uint64, ttl time.Duration) []jetstream.PublishOpt {
 }
 
 // indexNew writes the index entries of a new notification r, pipelined:
-// c.<changeId> → ref for each change (an entry already there stays), then
-// e.<eventId> → ref, created only if absent, all kept ttl. One connection
-// and one stream take them in that order, so an eventId entry found later
-// means its change entries were taken too, even if the writer died at
-// once. It reports whether the eventId entry was created; false with a
-// nil error means the key holds something already (an entry, or the
-// marker of one deleted). A change entry the server refuses (not for
-// being there) leaves that change findable by its notification's eventId
-// only.
+// c.<changeId> → ref for each change, then e.<eventId> → ref, each created
+// only if absent (an entry already there stays), all kept ttl. On one
+// steady connection to one server they are taken in that order, so a
+// writer killed meanwhile leaves some change entries and no eventId entry,
+// and the message, coming again, writes them all. (A reconnect or a stream
+// leader change between them may lose change entries behind an eventId
+// entry: reindexChanges repairs that.) It reports whether the eventId entry
+// was created; false with a nil error means the key holds something
+// already (an entry, or the marker of one deleted). A change entry the
+// server refuses (not for being there) leaves that change findable by its
+// notification's eventId only.
 func (s *Store) indexNew(ctx context.Context, r *record, ref []byte, ttl time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // as a synchronous write's default
 	defer cancel()
-	publish := func(key string) (jetstream.PubAckFuture, error) {
-		return s.js.PublishMsgAsync(kvWrite(key, ref), casTTL(0, ttl)...)
+	changes, err := s.publishChangeIndex(r, ref, ttl)
+	if err != nil {
+		return false, err
 	}
-	var changes []jetstream.PubAckFuture
-	for _, c := range r.Events {
-		if c.ID == "" || c.ID == r.EventID {
-			continue
-		}
-		f, err := publish(changeKey(c.ID))
-		if err != nil {
-			return false, fmt.Errorf("write %s: %w", changeKey(c.ID), err)
-		}
-		changes = append(changes, f)
-	}
-	event, err := publish(eventKey(r.EventID))
+	event, err := s.js.PublishMsgAsync(kvWrite(eventKey(r.EventID), ref), casTTL(0, ttl)...)
 	if err != nil {
 		return false, fmt.Errorf("write %s: %w", eventKey(r.EventID), err)
 	}
-	created, err := false, error(nil)
+	created := false
 	select {
 	case <-event.Ok():
 		created = true
@@ -265,15 +258,55 @@ func (s *Store) indexNew(ctx context.Context, r *record, ref []byte, ttl time.Du
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
-	for _, f := range changes {
+	if waitErr := awaitWrites(ctx, changes); waitErr != nil {
+		return false, waitErr
+	}
+	return created, err
+}
+
+// reindexChanges writes again the change entries of a notification
+// indexed before (create-only: those there stay), for a message that
+// comes again before its record was stored: the process that indexed it
+// may have lost some (see indexNew).
+func (s *Store) reindexChanges(ctx context.Context, r *record, ref []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	changes, err := s.publishChangeIndex(r, ref, ttl)
+	if err != nil {
+		return err
+	}
+	return awaitWrites(ctx, changes)
+}
+
+// publishChangeIndex publishes c.<changeId> → ref, create-only and kept
+// ttl, for each change of r, and returns the writes to wait for.
+func (s *Store) publishChangeIndex(r *record, ref []byte, ttl time.Duration) ([]jetstream.PubAckFuture, error) {
+	var writes []jetstream.PubAckFuture
+	for _, c := range r.Events {
+		if c.ID == "" || c.ID == r.EventID {
+			continue
+		}
+		f, err := s.js.PublishMsgAsync(kvWrite(changeKey(c.ID), ref), casTTL(0, ttl)...)
+		if err != nil {
+			return nil, fmt.Errorf("write %s: %w", changeKey(c.ID), err)
+		}
+		writes = append(writes, f)
+	}
+	return writes, nil
+}
+
+// awaitWrites waits until the server answered every write, whatever it
+// answered (index entries are best effort), or ctx ends.
+func awaitWrites(ctx context.Context, writes []jetstream.PubAckFuture) error {
+	for _, f := range writes {
 		select {
 		case <-f.Ok():
 		case <-f.Err():
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	return created, err
+	return nil
 }
 
 // isWrongLastSequence reports whether a compare-and-set write failed
@@ -348,12 +381,9 @@ func (s *Store) List(ctx context.Context, instanceID int64, status string, limit
 	views := []View{}
 	if status != "" {
 		var found []*record
-		err := s.records(ctx, instanceID, func(r *record, _ uint64) {
-			if r.Status != status {
-				return
-			}
+		err := s.records(ctx, instanceID, status, func(r *record, _ uint64) {
 			found = append(found, r)
-			if len(found) >= 4*limit { // keep the newest: the stream is in write order
+			if len(found) >= 4*limit { // keep only the newest
 				found = newestFirst(found)[:limit]
 			}
 		})
@@ -392,34 +422,22 @@ func newestFirst(rs []*record) []*record {
 	return rs
 }
 
-// records calls visit with every record of an instance and its revision,
-// read in one stream of the bucket (not a round trip each), in the order
-// they were last written.
-func (s *Store) records(ctx context.Context, instanceID int64, visit func(r *record, rev uint64)) error {
-	filter := "n." + strconv.FormatInt(instanceID, 10) + ".>"
-	w, err := s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("read %s: %w", filter, err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("read %s: the watch ended", filter)
-			}
-			if e == nil { // all there was
-				return nil
-			}
-			var r record
-			if err := json.Unmarshal(e.Value(), &r); err != nil {
-				return fmt.Errorf("decode delivery state %s: %w", e.Key(), err)
-			}
-			visit(&r, e.Revision())
-		case <-ctx.Done():
-			return ctx.Err()
+// records calls visit with every record of an instance in status and its
+// revision (Store.scan: one stream, not a round trip each, in no useful
+// order). A record in another status is not decoded: its status is read
+// where it begins.
+func (s *Store) records(ctx context.Context, instanceID int64, status string, visit func(r *record, rev uint64)) error {
+	return s.scan(ctx, "n."+strconv.FormatInt(instanceID, 10)+".>", true, func(key string, value []byte, rev uint64) error {
+		if gjson.GetBytes(value, "status").Str != status {
+			return nil
 		}
-	}
+		var r record
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("decode delivery state %s: %w", key, err)
+		}
+		visit(&r, rev)
+		return nil
+	})
 }
 
 // seqs lists the sequences of an instance's records, ascending.
@@ -439,16 +457,14 @@ func (s *Store) seqs(ctx context.Context, instanceID int64) ([]uint64, error) {
 	return seqs, nil
 }
 
+// keys lists the keys of the bucket that match filter (Store.scan).
 func (s *Store) keys(ctx context.Context, filter string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, filter)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", filter, err)
-	}
 	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	return keys, nil
+	err := s.scan(ctx, filter, false, func(key string, _ []byte, _ uint64) error {
+		keys = append(keys, key)
+		return nil
+	})
+	return keys, err
 }
 
 // Redeliver requeues one failed notification of the instance (by eventId
@@ -481,10 +497,8 @@ func (s *Store) RedeliverFailed(ctx context.Context, instanceID int64) ([]string
 		rev uint64
 	}
 	var dead []failed
-	err := s.records(ctx, instanceID, func(r *record, rev uint64) {
-		if r.Status == StatusFailed {
-			dead = append(dead, failed{r, rev})
-		}
+	err := s.records(ctx, instanceID, StatusFailed, func(r *record, rev uint64) {
+		dead = append(dead, failed{r, rev})
 	})
 	if err != nil {
 		return nil, err
@@ -572,7 +586,7 @@ func (s *Store) DropInstance(ctx context.Context, instanceID int64) error {
 	// The records and the parked entries (p.<group>.<instanceId>.<seq>),
 	// each kind by one purge of the bucket's stream, however many.
 	for _, keys := range []string{"n." + id + ".*", "p.*." + id + ".*"} {
-		if err := s.bucket.Purge(ctx, jetstream.WithPurgeSubject("$KV."+Bucket+"."+keys)); err != nil {
+		if err := s.bucket.Purge(ctx, jetstream.WithPurgeSubject(bucketSubject(keys))); err != nil {
 			return fmt.Errorf("drop delivery state of instance %d: %w", instanceID, err)
 		}
 	}
