@@ -138,48 +138,37 @@ func (d *Dispatcher) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		keys, err := d.store.keys(ctx, "d.>")
-		if err != nil {
-			continue
-		}
 		held := 0
-		for _, k := range keys {
-			e, err := d.store.kv.Get(ctx, k)
-			if err != nil {
-				continue
-			}
+		err := d.store.scan(ctx, "d.>", true, func(key string, value []byte, _ uint64) error {
 			var h health
-			if json.Unmarshal(e.Value(), &h) != nil || !h.held() {
-				continue
+			if json.Unmarshal(value, &h) != nil || !h.held() {
+				return nil
 			}
 			held++
-			if d.store.now().Before(h.ProbeUntil) {
-				continue
+			if !d.store.now().Before(h.ProbeUntil) {
+				d.probeOne(ctx, "d"+strings.TrimPrefix(key, "d."))
 			}
-			d.probeOne(ctx, "d"+strings.TrimPrefix(k, "d."))
+			return nil
+		})
+		if err == nil {
+			d.metrics.held.Set(float64(held))
 		}
-		d.metrics.held.Set(float64(held))
 	}
 }
 
 // probeOne queues the first parked notification of group now.
 func (d *Dispatcher) probeOne(ctx context.Context, group string) {
-	lister, err := d.store.kv.ListKeysFiltered(ctx, parkPrefix(group)+">")
-	if err != nil {
-		return
-	}
-	defer func() { _ = lister.Stop() }()
-	for k := range lister.Keys() {
-		instanceID, seq, ok := parseRef(strings.TrimPrefix(k, parkPrefix(group)))
+	_ = d.store.scan(ctx, parkPrefix(group)+">", false, func(key string, _ []byte, _ uint64) error {
+		instanceID, seq, ok := parseRef(strings.TrimPrefix(key, parkPrefix(group)))
 		if !ok {
-			continue
+			return nil
 		}
 		r, _, err := d.store.load(ctx, stateKey(instanceID, seq))
 		if err != nil || r.Status != StatusHeld {
-			_ = d.store.kv.Purge(ctx, k)
-			continue
+			_ = d.store.kv.Purge(ctx, key)
+			return nil
 		}
 		_ = d.store.dueNow(ctx, instanceID, seq, r.Gen)
-		return
-	}
+		return errScanStopped
+	})
 }

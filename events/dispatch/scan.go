@@ -18,6 +18,9 @@ const bucketStream = "KV_" + Bucket
 // bucketSubject is the subject of a key (or a filter of keys) of Bucket.
 func bucketSubject(key string) string { return "$KV." + Bucket + "." + key }
 
+// errScanStopped is what a scan's visit returns to end it early, as done.
+var errScanStopped = errors.New("scan stopped")
+
 // scanBatch is how many entries one pull of a scan asks for.
 const scanBatch = 10_000
 
@@ -29,7 +32,7 @@ const scanBatch = 10_000
 // all; none is visited twice; deleted entries are skipped. It ends when
 // everything up to its starting point is read, also if entries are purged
 // meanwhile (which a KV watch would wait for forever), or on visit's first
-// error.
+// error, which it returns (errScanStopped: nil).
 func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit func(key string, value []byte, rev uint64) error) error {
 	info, err := s.bucket.Info(ctx)
 	if err != nil {
@@ -75,6 +78,9 @@ func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit 
 			}
 			if !deleted(msg.Headers()) {
 				if err := visit(strings.TrimPrefix(msg.Subject(), prefix), msg.Data(), seq); err != nil {
+					if errors.Is(err, errScanStopped) {
+						err = nil
+					}
 					return err
 				}
 			}

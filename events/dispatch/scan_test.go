@@ -68,7 +68,7 @@ func TestAScanVisitsEachLiveEntryOnceAsOfItsStart(t *testing.T) {
 	}
 }
 
-func TestAScanOfNothingOrOfKeysOnlyEnds(t *testing.T) {
+func TestAScanOfNothingOfKeysOnlyOrStoppedEnds(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{})
 	putKeys(t, e, "p.i1.1.", 5)
@@ -80,6 +80,14 @@ func TestAScanOfNothingOrOfKeysOnlyEnds(t *testing.T) {
 	keys, err := e.store.keys(ctx, "p.*.1.>")
 	if err != nil || len(keys) != 5 {
 		t.Errorf("keys %v, %v; want 5", keys, err)
+	}
+	visited := 0
+	err = e.store.scan(ctx, "p.>", false, func(string, []byte, uint64) error {
+		visited++
+		return errScanStopped
+	})
+	if err != nil || visited != 1 {
+		t.Errorf("stopped at once: %d visited, %v", visited, err)
 	}
 }
 
