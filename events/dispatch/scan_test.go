@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,4 +108,38 @@ func TestAScanEndsWhenWhatItReadsIsPurgedMeanwhile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after %d visited: %v", visited, err)
 	}
+}
+
+func TestAScanIsNotCutShortByEntriesRewrittenMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	putKeys(t, e, "n.7.", 2000)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	rewriting := make(chan struct{})
+	go func() { // other records of the instance keep changing
+		defer close(rewriting)
+		for i := 0; ctx.Err() == nil; i++ {
+			if _, err := e.js.PublishMsgAsync(kvWrite(fmt.Sprint("n.7.hot", i%4), []byte("x"))); err != nil {
+				return
+			}
+			if i%64 == 0 {
+				<-e.js.PublishAsyncComplete()
+			}
+		}
+	}()
+	for range 20 {
+		untouched := 0
+		err := e.store.scan(ctx, "n.7.>", false, func(key string, _ []byte, _ uint64) error {
+			if !strings.HasPrefix(key, "n.7.hot") {
+				untouched++
+			}
+			return nil
+		})
+		if err != nil || untouched != 2000 {
+			t.Fatalf("%d of 2000 entries visited, %v", untouched, err)
+		}
+	}
+	cancel()
+	<-rewriting
 }
