@@ -66,9 +66,12 @@ func (r *record) final() bool { return r.Status == StatusDelivered || r.Status =
 
 func (r *record) key() string { return stateKey(r.InstanceID, r.Seq) }
 
+// statePrefix begins the keys of an instance's records.
+func statePrefix(instanceID int64) string { return "n." + strconv.FormatInt(instanceID, 10) + "." }
+
 // Keys of Bucket.
 func stateKey(instanceID int64, seq uint64) string {
-	return "n." + strconv.FormatInt(instanceID, 10) + "." + strconv.FormatUint(seq, 10)
+	return statePrefix(instanceID) + strconv.FormatUint(seq, 10)
 }
 func eventKey(eventID string) string   { return "e." + safeToken(eventID) }
 func changeKey(changeID string) string { return "c." + safeToken(changeID) }
@@ -427,7 +430,7 @@ func newestFirst(rs []*record) []*record {
 // order). A record in another status is not decoded: its status is read
 // where it begins.
 func (s *Store) records(ctx context.Context, instanceID int64, status string, visit func(r *record, rev uint64)) error {
-	return s.scan(ctx, "n."+strconv.FormatInt(instanceID, 10)+".>", true, func(key string, value []byte, rev uint64) error {
+	return s.scan(ctx, statePrefix(instanceID)+">", true, func(key string, value []byte, rev uint64) error {
 		if gjson.GetBytes(value, "status").Str != status {
 			return nil
 		}
@@ -442,7 +445,7 @@ func (s *Store) records(ctx context.Context, instanceID int64, status string, vi
 
 // seqs lists the sequences of an instance's records, ascending.
 func (s *Store) seqs(ctx context.Context, instanceID int64) ([]uint64, error) {
-	prefix := "n." + strconv.FormatInt(instanceID, 10) + "."
+	prefix := statePrefix(instanceID)
 	keys, err := s.keys(ctx, prefix+">")
 	if err != nil {
 		return nil, err
@@ -585,7 +588,7 @@ func (s *Store) DropInstance(ctx context.Context, instanceID int64) error {
 	}
 	// The records and the parked entries (p.<group>.<instanceId>.<seq>),
 	// each kind by one purge of the bucket's stream, however many.
-	for _, keys := range []string{"n." + id + ".*", "p.*." + id + ".*"} {
+	for _, keys := range []string{statePrefix(instanceID) + "*", "p.*." + id + ".*"} {
 		if err := s.bucket.Purge(ctx, jetstream.WithPurgeSubject(bucketSubject(keys))); err != nil {
 			return fmt.Errorf("drop delivery state of instance %d: %w", instanceID, err)
 		}
