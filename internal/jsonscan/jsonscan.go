@@ -75,10 +75,7 @@ func Scan(data []byte, maxDepth int) (Doc, error) {
 				break
 			}
 			if c == '{' {
-				if depth == 0 {
-					key = keySpan(data, i)
-				}
-				if i, ok = scanKey(data, i); !ok {
+				if i, ok = memberKey(data, i, depth == 0, &key); !ok {
 					return doc, ErrSyntax
 				}
 			}
@@ -131,10 +128,7 @@ func Scan(data []byte, maxDepth int) (Doc, error) {
 			if data[i] == ',' {
 				i = skipSpace(data, i+1)
 				if open == '{' {
-					if depth == 1 {
-						key = keySpan(data, i)
-					}
-					if i, ok = scanKey(data, i); !ok {
+					if i, ok = memberKey(data, i, depth == 1, &key); !ok {
 						return doc, ErrSyntax
 					}
 				}
@@ -149,31 +143,25 @@ func Scan(data []byte, maxDepth int) (Doc, error) {
 	}
 }
 
-// scanKey reads a member's key and its colon at data[i] and returns the
-// index of what follows them.
-func scanKey(data []byte, i int) (int, bool) {
+// memberKey reads a member's key and its colon at data[i] and returns the
+// index of what follows them; when root (the object is the document), it
+// also keeps the span between the key's quotes in *key.
+func memberKey(data []byte, i int, root bool, key *Span) (int, bool) {
 	if i == len(data) || data[i] != '"' {
 		return i, false
 	}
-	i, _, ok := SkipString(data, i)
+	end, _, ok := SkipString(data, i)
 	if !ok {
-		return i, false
+		return end, false
 	}
-	i = skipSpace(data, i)
+	if root {
+		*key = Span{i + 1, end - 1}
+	}
+	i = skipSpace(data, end)
 	if i == len(data) || data[i] != ':' {
 		return i, false
 	}
 	return skipSpace(data, i+1), true
-}
-
-// keySpan returns the span between the quotes of the string that opens at
-// data[i], if it is one.
-func keySpan(data []byte, i int) Span {
-	if i == len(data) || data[i] != '"' {
-		return Span{}
-	}
-	end, _ := scanString(data, i+1)
-	return Span{i + 1, end - 1}
 }
 
 // SkipString returns the index after the JSON string that opens at
