@@ -1,8 +1,12 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +146,43 @@ func TestAScanIsNotCutShortByEntriesRewrittenMeanwhile(t *testing.T) {
 	}
 	cancel()
 	<-rewriting
+}
+
+func TestAStatusListIsTheNewestInThatStatusUpToItsLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	// 100 notifications stored in an order of their own, every third failed:
+	// enough failed ones that the list keeps only the newest as it reads.
+	for _, i := range rand.Perm(100) {
+		seq := uint64(i + 1)
+		r := &record{EventID: fmt.Sprint("event-", seq), InstanceID: 1, Seq: seq, Status: StatusDelivered}
+		if seq%3 == 0 {
+			r.Status = StatusFailed
+		}
+		if _, err := e.store.put(t.Context(), stateKey(1, seq), r, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		status string
+		limit  int
+		want   []uint64
+	}{
+		{StatusFailed, 5, []uint64{99, 96, 93, 90, 87}},
+		{"", 3, []uint64{100, 99, 98}},
+		{StatusRetrying, 5, nil},
+	} {
+		views, err := e.store.List(t.Context(), 1, tt.status, tt.limit)
+		var got []uint64
+		for _, v := range views {
+			if v.Status != cmp.Or(tt.status, v.Status) {
+				t.Errorf("status %q listed %s in %s", tt.status, v.EventID, v.Status)
+			}
+			seq, _ := strconv.ParseUint(strings.TrimPrefix(v.EventID, "event-"), 10, 64)
+			got = append(got, seq)
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("List(%q, %d) = %v, %v; want %v", tt.status, tt.limit, got, err, tt.want)
+		}
+	}
 }
