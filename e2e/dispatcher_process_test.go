@@ -217,7 +217,24 @@ func apiDo(t testing.TB, p *poller, method, path string, body, out any) (int, []
 			t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
 		}
 	}
+	if resp.StatusCode >= 500 {
+		logRequest(t, p, resp.Header.Get("X-Request-Id"))
+	}
 	return resp.StatusCode, raw
+}
+
+// logRequest logs what the poller wrote of request id: why it failed, when
+// the body only says to see the server log.
+func logRequest(t testing.TB, p *poller, id string) {
+	t.Helper()
+	if id == "" {
+		return
+	}
+	for line := range strings.Lines(p.Output()) {
+		if strings.Contains(line, id) {
+			t.Logf("poller log of request %s: %s", id, strings.TrimSpace(line))
+		}
+	}
 }
 
 // pollNow runs every resource of instance id and returns the result.
