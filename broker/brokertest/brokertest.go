@@ -13,12 +13,14 @@ import (
 	"github.com/pollhook/pollhook/broker"
 )
 
+// quiet discards the log of the servers and connections of tests.
+var quiet = slog.New(slog.DiscardHandler)
+
 // JetStream starts an embedded server for tb (in-process connections only)
 // and returns a JetStream context connected to it. Both are closed when tb
 // ends.
 func JetStream(tb testing.TB) jetstream.JetStream {
 	tb.Helper()
-	quiet := slog.New(slog.DiscardHandler)
 	srv, err := broker.StartEmbedded(broker.EmbeddedConfig{DataDir: tb.TempDir(), Logger: quiet})
 	if err != nil {
 		tb.Fatal(err)

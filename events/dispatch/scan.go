@@ -28,6 +28,15 @@ const (
 	scanMaxBatch   = 16_384
 )
 
+// A scan reads in up to scanPasses passes, each with a consumer of its
+// own, going on where the last one stopped: a consumer can be lost to a
+// node's restart, or answer nothing while its node catches up. A pass gives
+// up after scanStall without an entry that is known to be there.
+const (
+	scanPasses = 4
+	scanStall  = 2 * time.Second
+)
+
 // scan calls visit with every entry of the bucket whose key matches filter
 // (a subject filter such as "n.12.>") and its revision, as of when the scan
 // begins, in one stream of messages instead of a round trip each. Only the
@@ -36,43 +45,72 @@ const (
 // all; none is visited twice; deleted entries are skipped. It ends once
 // every entry that matched at its start was read or is gone (purged
 // meanwhile too, which a KV watch would wait for forever), or on visit's
-// first error, which it returns (errScanStopped: nil).
+// first error, which it returns (errScanStopped: nil). On a cluster it
+// reads from a replica that has caught up, and goes on across a node's
+// restart (scanConsumer, scanPasses).
 func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit func(key string, value []byte, rev uint64) error) error {
-	fail := func(err error) error { return fmt.Errorf("read %s: %w", filter, err) }
 	subject := bucketSubject(filter)
 	lastMsg, err := s.bucket.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil // nothing matches
 	}
 	if err != nil {
-		return fail(err)
+		return fmt.Errorf("read %s: %w", filter, err)
 	}
-	last := lastMsg.Sequence // the scan ends there
-	cons, err := s.bucket.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubject:     subject,
-		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		HeadersOnly:       !withValues,
-		MemoryStorage:     true,
-		InactiveThreshold: 30 * time.Second, // if the delete below fails
-	})
+	sc := &scanner{store: s, subject: subject, last: lastMsg.Sequence, withValues: withValues, visit: visit}
+	for pass := 1; ; pass++ {
+		err := sc.pass(ctx)
+		var broken passError
+		if !errors.As(err, &broken) {
+			if errors.Is(err, errScanStopped) {
+				return nil
+			}
+			return err // nil, ctx's or visit's
+		}
+		if pass == scanPasses {
+			return fmt.Errorf("read %s: %w", filter, broken.err)
+		}
+		select {
+		case <-time.After(time.Duration(pass) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// passError is why a scan's pass broke off; the next pass goes on.
+type passError struct{ err error }
+
+func (e passError) Error() string { return e.err.Error() }
+
+// scanner is one scan's progress across its passes.
+type scanner struct {
+	store      *Store
+	subject    string
+	last       uint64 // the stream sequence the scan ends at
+	withValues bool
+	visit      func(key string, value []byte, rev uint64) error
+	read       uint64 // the stream sequence of the last entry read
+}
+
+// pass reads with a new consumer the entries after sc.read, up to sc.last.
+func (sc *scanner) pass(ctx context.Context) error {
+	s := sc.store
+	cons, err := s.scanConsumer(ctx, sc.subject, sc.withValues)
 	if err != nil {
-		return fail(err)
+		return passError{err}
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = s.bucket.DeleteConsumer(ctx, cons.CachedInfo().Name)
-	}()
+	defer s.deleteScanConsumer(ctx, cons)
 	prefix := bucketSubject("")
-	var read, delivered uint64 // the last stream and consumer sequences read
-	for size, idle := scanFirstBatch, 0; ; size = min(4*size, scanMaxBatch) {
+	var delivered uint64 // the last consumer sequence read
+	stalled := time.Now()
+	for size := scanFirstBatch; ; size = min(4*size, scanMaxBatch) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		batch, err := cons.FetchNoWait(size)
 		if err != nil {
-			return fail(err)
+			return passError{err}
 		}
 		got, done := 0, false
 		for msg := range batch.Messages() {
@@ -82,49 +120,52 @@ func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit 
 			}
 			meta, err := msg.Metadata()
 			if err != nil {
-				return fail(err)
+				return passError{err}
 			}
 			if meta.Sequence.Consumer != delivered+1 {
 				// A fetch gives up on a reply after a second of silence;
 				// what the server sent after that is lost.
-				return fail(errors.New("entries lost in a pause of the connection"))
+				return passError{errors.New("entries lost in a pause of the connection")}
 			}
-			delivered, read = meta.Sequence.Consumer, meta.Sequence.Stream
-			if read > last { // written after the start
+			delivered = meta.Sequence.Consumer
+			seq := meta.Sequence.Stream
+			if seq <= sc.read { // by an earlier pass
+				continue
+			}
+			if seq > sc.last { // written after the start
 				done = true
 				continue
 			}
+			sc.read = seq
 			if !deleted(msg.Headers()) {
-				if err := visit(strings.TrimPrefix(msg.Subject(), prefix), msg.Data(), read); err != nil {
-					if errors.Is(err, errScanStopped) {
-						err = nil
-					}
+				if err := sc.visit(strings.TrimPrefix(msg.Subject(), prefix), msg.Data(), seq); err != nil {
 					return err
 				}
 			}
-			done = read == last
+			done = seq == sc.last
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fail(err)
+		// No responders: the consumer, just created, is not listening yet.
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrNoResponders) {
+			return passError{err}
 		}
 		if done {
 			return nil
 		}
 		if got > 0 {
-			idle = 0
+			stalled = time.Now()
 			continue
 		}
 		// Nothing came: done if nothing that matched at the start is left
 		// after what was read (purged meanwhile), else it is on its way.
-		next, err := s.bucket.GetMsg(ctx, read+1, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && next.Sequence > last) {
+		next, err := s.bucket.GetMsg(ctx, sc.read+1, jetstream.WithGetMsgSubject(sc.subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && next.Sequence > sc.last) {
 			return nil
 		}
 		if err != nil {
-			return fail(err)
+			return passError{err}
 		}
-		if idle++; idle == 500 {
-			return fail(errors.New("entries not delivered within 5 s"))
+		if time.Since(stalled) > scanStall {
+			return passError{fmt.Errorf("entries not delivered within %v", scanStall)}
 		}
 		select {
 		case <-time.After(10 * time.Millisecond):
@@ -132,6 +173,75 @@ func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit 
 			return ctx.Err()
 		}
 	}
+}
+
+// scanCatchUp bounds how long a pass waits for a consumer on a replica
+// that is current.
+const scanCatchUp = 10 * time.Second
+
+// scanConsumer creates a pass's consumer. On a cluster, one the server put
+// on a replica still catching up (after a restart) is replaced, a little
+// later: it would deliver entries since rewritten and then their new
+// versions, so keys twice. After scanCatchUp the consumer is kept whatever
+// its replica.
+func (s *Store) scanConsumer(ctx context.Context, subject string, withValues bool) (jetstream.Consumer, error) {
+	deadline := time.Now().Add(scanCatchUp)
+	for {
+		cons, err := s.bucket.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			FilterSubject:     subject,
+			DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+			AckPolicy:         jetstream.AckNonePolicy,
+			HeadersOnly:       !withValues,
+			MemoryStorage:     true,
+			InactiveThreshold: 30 * time.Second, // if the delete fails
+		})
+		if err != nil || s.bucket.CachedInfo().Config.Replicas == 1 || time.Now().After(deadline) {
+			return cons, err
+		}
+		var host string
+		if c := cons.CachedInfo().Cluster; c != nil {
+			host = c.Leader
+		}
+		current, err := s.replicaIsCurrent(ctx, host)
+		if err == nil && current {
+			return cons, nil
+		}
+		s.deleteScanConsumer(ctx, cons)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// replicaIsCurrent reports whether the bucket's replica on server has
+// every entry the stream's leader has committed.
+func (s *Store) replicaIsCurrent(ctx context.Context, server string) (bool, error) {
+	info, err := s.bucket.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	c := info.Cluster
+	if c == nil || server == c.Leader {
+		return true, nil
+	}
+	for _, r := range c.Replicas {
+		if r.Name == server {
+			return r.Current, nil
+		}
+	}
+	return false, nil
+}
+
+// deleteScanConsumer deletes a scan's consumer, even once ctx is done.
+func (s *Store) deleteScanConsumer(ctx context.Context, cons jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = s.bucket.DeleteConsumer(ctx, cons.CachedInfo().Name)
 }
 
 // deleted reports whether a bucket message with these headers is a delete
