@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestRestartMidScheduleResumesTheSchedule(t *testing.T) {
@@ -326,5 +329,13 @@ func TestHeldDestinationResumesWhenAProbeSucceeds(t *testing.T) {
 	healthy.set(true)
 	for _, v := range held {
 		e.waitStatus(v.EventID, StatusDelivered, 5*time.Second) // long before their next due time
+	}
+	// A destination that answers keeps no entry: d.> does not grow with
+	// every destination that ever failed.
+	entry, err := e.store.kv.Get(t.Context(), destKey(destHash(Destination(s.URL))))
+	if err == nil {
+		t.Errorf("the destination answers and its health entry is still there: %s", entry.Value())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatal(err)
 	}
 }

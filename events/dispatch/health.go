@@ -80,28 +80,39 @@ func (d *Dispatcher) releaseProbe(ctx context.Context, dest string) {
 	})
 }
 
+// healthMarkerTTL is how long the marker of a purged destination entry
+// stays.
+const healthMarkerTTL = time.Minute
+
 // succeeded records a delivered attempt: the destination answers, so its
-// failure count resets and, if it was held, its notifications wake up.
+// entry (failures, hold, probe) is purged, as a healthy destination has
+// none, and, if it was held, its notifications wake up.
 func (d *Dispatcher) succeeded(ctx context.Context, dest string) {
-	wasHeld := false
-	_, err := d.updateHealth(ctx, dest, func(h *health) bool {
-		if h.Failures == 0 && !h.held() && h.ProbeUntil.IsZero() {
-			return false
+	key := destKey(destHash(dest))
+	for range 20 {
+		h, rev, err := d.health(ctx, dest)
+		if err == nil && rev == 0 {
+			return
 		}
-		wasHeld = h.held()
-		*h = health{Destination: dest}
-		return true
-	})
-	if err != nil {
-		d.log.Warn("writing destination health failed", "destination", dest, "error", err)
+		if err == nil {
+			err = d.store.kv.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(healthMarkerTTL))
+		}
+		if isWrongLastSequence(err) {
+			continue
+		}
+		if err != nil {
+			d.log.Warn("writing destination health failed", "destination", dest, "error", err)
+			return
+		}
+		if h.held() {
+			d.log.Info("destination answers again: resuming its notifications", "destination", dest)
+			if err := d.store.wake(ctx, destGroup(dest)); err != nil {
+				d.log.Warn("resuming held notifications failed", "destination", dest, "error", err)
+			}
+		}
 		return
 	}
-	if wasHeld {
-		d.log.Info("destination answers again: resuming its notifications", "destination", dest)
-		if err := d.store.wake(ctx, destGroup(dest)); err != nil {
-			d.log.Warn("resuming held notifications failed", "destination", dest, "error", err)
-		}
-	}
+	d.log.Warn("writing destination health failed", "destination", dest, "error", ErrConflict)
 }
 
 // failed records a failed attempt and reports whether the destination is
