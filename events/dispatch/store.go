@@ -375,8 +375,9 @@ const (
 
 // List returns up to limit notifications of an instance, newest first
 // (by when they were stored), only those in status unless it is "".
-// Without a status it reads the keys and then the newest records; with
-// one, every record of the instance in one stream (a status may be rare).
+// Without a status it reads the record keys (seqs) and then the newest
+// records; with one, every record of the instance in one stream (a status
+// may be rare).
 func (s *Store) List(ctx context.Context, instanceID int64, status string, limit int) ([]View, error) {
 	if limit <= 0 {
 		limit = DefaultListLimit
@@ -443,16 +444,18 @@ func (s *Store) records(ctx context.Context, instanceID int64, status string, vi
 	})
 }
 
-// seqs lists the sequences of an instance's records, ascending.
+// seqs lists the sequences of an instance's records, ascending: the
+// subjects the bucket's stream holds for them, as its leader counts them
+// (no message is read). A record deleted with a marker may be among them.
 func (s *Store) seqs(ctx context.Context, instanceID int64) ([]uint64, error) {
-	prefix := statePrefix(instanceID)
-	keys, err := s.keys(ctx, prefix+">")
+	prefix := bucketSubject(statePrefix(instanceID))
+	info, err := s.bucket.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list the records of instance %d: %w", instanceID, err)
 	}
-	var seqs []uint64
-	for _, k := range keys {
-		if seq, err := strconv.ParseUint(strings.TrimPrefix(k, prefix), 10, 64); err == nil {
+	seqs := make([]uint64, 0, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		if seq, err := strconv.ParseUint(strings.TrimPrefix(subject, prefix), 10, 64); err == nil {
 			seqs = append(seqs, seq)
 		}
 	}
