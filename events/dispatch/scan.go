@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,19 +46,22 @@ const (
 // all; none is visited twice; deleted entries are skipped. It ends once
 // every entry that matched at its start was read or is gone (purged
 // meanwhile too, which a KV watch would wait for forever), or on visit's
-// first error, which it returns (errScanStopped: nil). On a cluster it
-// reads from a replica that has caught up, and goes on across a node's
-// restart (scanConsumer, scanPasses).
+// first error, which it returns (errScanStopped: nil). On a cluster its
+// start is as the stream's leader has it (every acknowledged write); it
+// reads from a replica that has caught up, so an entry may be visited in a
+// state as old as that replica's lag (as with a KV get, which any replica
+// answers), and it goes on across a node's restart (scanConsumer,
+// scanPasses).
 func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit func(key string, value []byte, rev uint64) error) error {
 	subject := bucketSubject(filter)
-	lastMsg, err := s.bucket.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil // nothing matches
-	}
+	last, err := s.leaderSeq(ctx, msgGetRequest{LastFor: subject})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", filter, err)
 	}
-	sc := &scanner{store: s, subject: subject, last: lastMsg.Sequence, withValues: withValues, visit: visit}
+	if last == 0 {
+		return nil // nothing matches
+	}
+	sc := &scanner{store: s, subject: subject, last: last, withValues: withValues, visit: visit}
 	for pass := 1; ; pass++ {
 		err := sc.pass(ctx)
 		var broken passError
@@ -90,15 +94,19 @@ type scanner struct {
 	last       uint64 // the stream sequence the scan ends at
 	withValues bool
 	visit      func(key string, value []byte, rev uint64) error
-	read       uint64 // the stream sequence of the last entry read
+	read       uint64          // the stream sequence of the last entry read
+	seen       map[string]bool // the keys visited, once a pass may repeat them
 }
 
 // pass reads with a new consumer the entries after sc.read, up to sc.last.
 func (sc *scanner) pass(ctx context.Context) error {
 	s := sc.store
-	cons, err := s.scanConsumer(ctx, sc.subject, sc.withValues)
+	cons, repeats, err := s.scanConsumer(ctx, sc.subject, sc.withValues)
 	if err != nil {
 		return passError{err}
+	}
+	if repeats && sc.seen == nil {
+		sc.seen = map[string]bool{}
 	}
 	defer s.deleteScanConsumer(ctx, cons)
 	prefix := bucketSubject("")
@@ -137,8 +145,11 @@ func (sc *scanner) pass(ctx context.Context) error {
 				continue
 			}
 			sc.read = seq
-			if !deleted(msg.Headers()) {
-				if err := sc.visit(strings.TrimPrefix(msg.Subject(), prefix), msg.Data(), seq); err != nil {
+			if key := strings.TrimPrefix(msg.Subject(), prefix); !deleted(msg.Headers()) && !sc.seen[key] {
+				if sc.seen != nil {
+					sc.seen[key] = true
+				}
+				if err := sc.visit(key, msg.Data(), seq); err != nil {
 					return err
 				}
 			}
@@ -157,12 +168,12 @@ func (sc *scanner) pass(ctx context.Context) error {
 		}
 		// Nothing came: done if nothing that matched at the start is left
 		// after what was read (purged meanwhile), else it is on its way.
-		next, err := s.bucket.GetMsg(ctx, sc.read+1, jetstream.WithGetMsgSubject(sc.subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && next.Sequence > sc.last) {
-			return nil
-		}
+		next, err := s.leaderSeq(ctx, msgGetRequest{Seq: sc.read + 1, NextFor: sc.subject})
 		if err != nil {
 			return passError{err}
+		}
+		if next == 0 || next > sc.last {
+			return nil
 		}
 		if time.Since(stalled) > scanStall {
 			return passError{fmt.Errorf("entries not delivered within %v", scanStall)}
@@ -179,14 +190,25 @@ func (sc *scanner) pass(ctx context.Context) error {
 // that is current.
 const scanCatchUp = 10 * time.Second
 
-// scanConsumer creates a pass's consumer. On a cluster, one the server put
-// on a replica still catching up (after a restart) is replaced, a little
-// later: it would deliver entries since rewritten and then their new
-// versions, so keys twice. After scanCatchUp the consumer is kept whatever
-// its replica.
-func (s *Store) scanConsumer(ctx context.Context, subject string, withValues bool) (jetstream.Consumer, error) {
+// scanConsumer creates a pass's consumer, and reports whether it may
+// deliver a key twice. On a cluster the server puts it on any replica of
+// the stream, and a replica delivers what it has applied: one behind the
+// leader delivers entries since rewritten, then their new versions. A
+// consumer on a replica the leader does not count as current (one catching
+// up after a restart, for seconds) is replaced, a little later; after
+// scanCatchUp it is kept. Any replica but the leader may lag by the writes
+// in flight: its consumer may repeat keys.
+func (s *Store) scanConsumer(ctx context.Context, subject string, withValues bool) (jetstream.Consumer, bool, error) {
 	deadline := time.Now().Add(scanCatchUp)
 	for {
+		var cluster *jetstream.ClusterInfo
+		if s.bucket.CachedInfo().Config.Replicas > 1 {
+			info, err := s.bucket.Info(ctx)
+			if err != nil {
+				return nil, false, err
+			}
+			cluster = info.Cluster
+		}
 		cons, err := s.bucket.CreateConsumer(ctx, jetstream.ConsumerConfig{
 			FilterSubject:     subject,
 			DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
@@ -195,46 +217,83 @@ func (s *Store) scanConsumer(ctx context.Context, subject string, withValues boo
 			MemoryStorage:     true,
 			InactiveThreshold: 30 * time.Second, // if the delete fails
 		})
-		if err != nil || s.bucket.CachedInfo().Config.Replicas == 1 || time.Now().After(deadline) {
-			return cons, err
+		if err != nil || cluster == nil || cluster.Leader == "" {
+			return cons, false, err
 		}
-		var host string
+		host := ""
 		if c := cons.CachedInfo().Cluster; c != nil {
 			host = c.Leader
 		}
-		current, err := s.replicaIsCurrent(ctx, host)
-		if err == nil && current {
-			return cons, nil
+		if host == cluster.Leader {
+			return cons, false, nil
+		}
+		if isCurrent(cluster, host) || time.Now().After(deadline) {
+			return cons, true, nil
 		}
 		s.deleteScanConsumer(ctx, cons)
-		if err != nil {
-			return nil, err
-		}
 		select {
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
 }
 
-// replicaIsCurrent reports whether the bucket's replica on server has
-// every entry the stream's leader has committed.
-func (s *Store) replicaIsCurrent(ctx context.Context, server string) (bool, error) {
-	info, err := s.bucket.Info(ctx)
-	if err != nil {
-		return false, err
-	}
-	c := info.Cluster
-	if c == nil || server == c.Leader {
-		return true, nil
-	}
+// isCurrent reports whether the leader of a stream counts its replica on
+// server as current.
+func isCurrent(c *jetstream.ClusterInfo, server string) bool {
 	for _, r := range c.Replicas {
 		if r.Name == server {
-			return r.Current, nil
+			return r.Current
 		}
 	}
-	return false, nil
+	return false
+}
+
+// msgGetRequest is a request of the JetStream API's message get.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// leaderSeq returns the stream sequence of the message of the bucket's
+// stream that req asks for, 0 when there is none, as the stream's leader
+// has it: it has every acknowledged write, which a direct get (answered by
+// any replica, the KV API's way) does not promise.
+func (s *Store) leaderSeq(ctx context.Context, req msgGetRequest) (uint64, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	// The API's default prefix: pollhook's JetStream has no domain.
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+bucketStream, data)
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("decode the answer to a message get: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, resp.Error
+	case resp.Message == nil:
+		return 0, jetstream.ErrInvalidJetStreamResponse
+	}
+	return resp.Message.Seq, nil
 }
 
 // deleteScanConsumer deletes a scan's consumer, even once ctx is done.
