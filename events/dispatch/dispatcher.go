@@ -314,10 +314,19 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, intake bool)
 			return
 		}
 		gen, _ = strconv.ParseUint(msg.Headers().Get(hdrGen), 10, 64)
-		r, rev, err = d.store.load(ctx, stateKey(instanceID, seq))
+		key := stateKey(instanceID, seq)
+		r, rev, err = d.store.load(ctx, key)
 		if errors.Is(err, ErrNotFound) {
-			_ = msg.Ack() // dropped, or expired
-			return
+			// Dropped or expired, unless a replica behind the stream's
+			// leader answered: the ticket is then taken again later.
+			gone, gerr := d.store.gone(ctx, key)
+			if gerr == nil && gone {
+				_ = msg.Ack()
+				return
+			}
+			if err = gerr; err == nil {
+				err = fmt.Errorf("%s is not on the replica read yet", key)
+			}
 		}
 	}
 	if err != nil {

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,15 +52,7 @@ const (
 // answers), and it goes on across a node's restart (scanConsumer,
 // scanPasses).
 func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit func(key string, value []byte, rev uint64) error) error {
-	subject := bucketSubject(filter)
-	last, err := s.leaderSeq(ctx, msgGetRequest{LastFor: subject})
-	if err != nil {
-		return fmt.Errorf("read %s: %w", filter, err)
-	}
-	if last == 0 {
-		return nil // nothing matches
-	}
-	sc := &scanner{store: s, subject: subject, last: last, withValues: withValues, visit: visit}
+	sc := &scanner{store: s, subject: bucketSubject(filter), withValues: withValues, visit: visit}
 	for pass := 1; ; pass++ {
 		err := sc.pass(ctx)
 		var broken passError
@@ -75,7 +66,7 @@ func (s *Store) scan(ctx context.Context, filter string, withValues bool, visit 
 			return fmt.Errorf("read %s: %w", filter, broken.err)
 		}
 		select {
-		case <-time.After(time.Duration(pass) * 100 * time.Millisecond):
+		case <-time.After(time.Duration(pass) * 500 * time.Millisecond): // a leader election, say
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -91,16 +82,27 @@ func (e passError) Error() string { return e.err.Error() }
 type scanner struct {
 	store      *Store
 	subject    string
-	last       uint64 // the stream sequence the scan ends at
+	last       uint64 // the stream sequence the scan ends at; 0 until read
 	withValues bool
 	visit      func(key string, value []byte, rev uint64) error
 	read       uint64          // the stream sequence of the last entry read
 	seen       map[string]bool // the keys visited, once a pass may repeat them
 }
 
-// pass reads with a new consumer the entries after sc.read, up to sc.last.
+// pass reads with a new consumer the entries after sc.read, up to sc.last
+// (read first, from the stream's leader).
 func (sc *scanner) pass(ctx context.Context) error {
 	s := sc.store
+	if sc.last == 0 {
+		last, err := s.leaderGet(ctx, msgGetRequest{LastFor: sc.subject})
+		if err != nil {
+			return passError{err}
+		}
+		if last == nil {
+			return nil // nothing matches
+		}
+		sc.last = last.Seq
+	}
 	cons, repeats, err := s.scanConsumer(ctx, sc.subject, sc.withValues)
 	if err != nil {
 		return passError{err}
@@ -168,18 +170,18 @@ func (sc *scanner) pass(ctx context.Context) error {
 		}
 		// Nothing came: done if nothing that matched at the start is left
 		// after what was read (purged meanwhile), else it is on its way.
-		next, err := s.leaderSeq(ctx, msgGetRequest{Seq: sc.read + 1, NextFor: sc.subject})
+		next, err := s.leaderGet(ctx, msgGetRequest{Seq: sc.read + 1, NextFor: sc.subject})
 		if err != nil {
 			return passError{err}
 		}
-		if next == 0 || next > sc.last {
+		if next == nil || next.Seq > sc.last {
 			return nil
 		}
 		if time.Since(stalled) > scanStall {
 			return passError{fmt.Errorf("entries not delivered within %v", scanStall)}
 		}
 		select {
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -217,14 +219,14 @@ func (s *Store) scanConsumer(ctx context.Context, subject string, withValues boo
 			MemoryStorage:     true,
 			InactiveThreshold: 30 * time.Second, // if the delete fails
 		})
-		if err != nil || cluster == nil || cluster.Leader == "" {
+		if err != nil || cluster == nil {
 			return cons, false, err
 		}
 		host := ""
 		if c := cons.CachedInfo().Cluster; c != nil {
 			host = c.Leader
 		}
-		if host == cluster.Leader {
+		if host != "" && host == cluster.Leader { // none while one is elected
 			return cons, false, nil
 		}
 		if isCurrent(cluster, host) || time.Now().After(deadline) {
@@ -248,52 +250,6 @@ func isCurrent(c *jetstream.ClusterInfo, server string) bool {
 		}
 	}
 	return false
-}
-
-// msgGetRequest is a request of the JetStream API's message get.
-type msgGetRequest struct {
-	Seq     uint64 `json:"seq,omitempty"`
-	LastFor string `json:"last_by_subj,omitempty"`
-	NextFor string `json:"next_by_subj,omitempty"`
-}
-
-// leaderSeq returns the stream sequence of the message of the bucket's
-// stream that req asks for, 0 when there is none, as the stream's leader
-// has it: it has every acknowledged write, which a direct get (answered by
-// any replica, the KV API's way) does not promise.
-func (s *Store) leaderSeq(ctx context.Context, req msgGetRequest) (uint64, error) {
-	data, err := json.Marshal(req)
-	if err != nil {
-		return 0, err
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
-	// The API's default prefix: pollhook's JetStream has no domain.
-	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+bucketStream, data)
-	if err != nil {
-		return 0, err
-	}
-	var resp struct {
-		Message *struct {
-			Seq uint64 `json:"seq"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("decode the answer to a message get: %w", err)
-	}
-	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return 0, nil
-	case resp.Error != nil:
-		return 0, resp.Error
-	case resp.Message == nil:
-		return 0, jetstream.ErrInvalidJetStreamResponse
-	}
-	return resp.Message.Seq, nil
 }
 
 // deleteScanConsumer deletes a scan's consumer, even once ctx is done.

@@ -293,3 +293,42 @@ func TestAStatusListIsTheNewestInThatStatusUpToItsLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestTheRecordsOfAnInstanceWithMoreThanAPageOfSubjectsAreAllListed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	const n = subjectsPage + 1 // read with a scan, not in pages that may shift
+	putKeys(t, e, statePrefix(5), n)
+	seqs, err := e.store.seqs(t.Context(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != n || seqs[0] != 0 || seqs[n-1] != n-1 {
+		t.Fatalf("%d sequences listed (first %v), want 0 to %d", len(seqs), seqs[:min(3, len(seqs))], n-1)
+	}
+}
+
+func TestGoneIsTrueOnlyForAKeyWithoutAnEntryOnTheLeader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	ctx := t.Context()
+	putKeys(t, e, "n.6.", 4)
+	if err := e.store.kv.Delete(ctx, "n.6.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.kv.Purge(ctx, "n.6.2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.putRaw(ctx, "n.6.9", []byte("v"), 0, time.Second); err != nil { // expires
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"n.6.0": false, "n.6.3": false, "n.6.1": true, "n.6.2": true, "n.6.8": true} {
+		if got, err := e.store.gone(ctx, key); err != nil || got != want {
+			t.Errorf("gone(%s) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+	eventually(t, 10*time.Second, func() bool {
+		got, err := e.store.gone(ctx, "n.6.9")
+		return err == nil && got
+	}, func() string { return "an expired entry is not gone" })
+}

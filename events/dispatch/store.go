@@ -164,6 +164,76 @@ func (s *Store) load(ctx context.Context, key string) (*record, uint64, error) {
 	return &r, e.Revision(), nil
 }
 
+// msgGetRequest is a request of the JetStream API's message get.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// leaderMsg is a message of the bucket's stream as its leader has it.
+type leaderMsg struct {
+	Seq    uint64 `json:"seq"`
+	Header []byte `json:"hdrs"`
+}
+
+// leaderGet returns the message of the bucket's stream that req asks for,
+// nil when there is none, as the stream's leader has it: it has every
+// acknowledged write, which a direct get (answered by any replica, as the
+// KV API's reads are) does not promise.
+func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (*leaderMsg, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	// The API's default prefix: pollhook's JetStream has no domain.
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+bucketStream, data)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Message *leaderMsg          `json:"message"`
+		Error   *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("decode the answer to a message get: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, resp.Error
+	case resp.Message == nil:
+		return nil, jetstream.ErrInvalidJetStreamResponse
+	}
+	return resp.Message, nil
+}
+
+// gone reports whether key has no entry (never written, deleted or
+// expired) as the stream's leader has it: a read that leads to dropping
+// something must not trust a replica behind the leader.
+func (s *Store) gone(ctx context.Context, key string) (bool, error) {
+	m, err := s.leaderGet(ctx, msgGetRequest{LastFor: bucketSubject(key)})
+	switch {
+	case err != nil:
+		return false, err
+	case m == nil:
+		return true, nil
+	case len(m.Header) == 0:
+		return false, nil
+	}
+	h, err := nats.DecodeHeadersMsg(m.Header)
+	if err != nil {
+		return false, fmt.Errorf("decode the headers of %s: %w", key, err)
+	}
+	return deleted(h), nil
+}
+
 // put writes v at key if the key is still at revision rev (0: must not
 // exist), with a TTL when ttl > 0. It returns the new revision, or
 // ErrConflict.
@@ -444,18 +514,33 @@ func (s *Store) records(ctx context.Context, instanceID int64, status string, vi
 	})
 }
 
+// subjectsPage is the most subjects the server lists in one answer to a
+// stream's info; more come in pages by offset, which shift when a subject
+// before the offset goes meanwhile.
+const subjectsPage = 100_000
+
 // seqs lists the sequences of an instance's records, ascending: the
 // subjects the bucket's stream holds for them, as its leader counts them
-// (no message is read). A record deleted with a marker may be among them.
+// (no message is read), or, when they take more than one page, a scan of
+// the keys. A record deleted with a marker may be among them.
 func (s *Store) seqs(ctx context.Context, instanceID int64) ([]uint64, error) {
-	prefix := bucketSubject(statePrefix(instanceID))
-	info, err := s.bucket.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	prefix := statePrefix(instanceID)
+	info, err := s.bucket.Info(ctx, jetstream.WithSubjectFilter(bucketSubject(prefix+">")))
 	if err != nil {
 		return nil, fmt.Errorf("list the records of instance %d: %w", instanceID, err)
 	}
-	seqs := make([]uint64, 0, len(info.State.Subjects))
+	keys := make([]string, 0, len(info.State.Subjects))
 	for subject := range info.State.Subjects {
-		if seq, err := strconv.ParseUint(strings.TrimPrefix(subject, prefix), 10, 64); err == nil {
+		keys = append(keys, strings.TrimPrefix(subject, bucketSubject("")))
+	}
+	if len(keys) > subjectsPage {
+		if keys, err = s.keys(ctx, prefix+">"); err != nil {
+			return nil, err
+		}
+	}
+	seqs := make([]uint64, 0, len(keys))
+	for _, k := range keys {
+		if seq, err := strconv.ParseUint(strings.TrimPrefix(k, prefix), 10, 64); err == nil {
 			seqs = append(seqs, seq)
 		}
 	}
