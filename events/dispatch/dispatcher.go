@@ -399,7 +399,11 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg) (*record, uin
 		return nil, 0, err
 	case string(e.Value()) != string(self):
 		if oid, oseq, ok := parseRef(string(e.Value())); ok {
-			if _, _, err := d.store.load(ctx, stateKey(oid, oseq)); err == nil {
+			gone, err := d.store.gone(ctx, stateKey(oid, oseq)) // on the leader: the drop is for good
+			if err != nil {
+				return nil, 0, err
+			}
+			if !gone {
 				d.log.Info("dropping a duplicate notification", "event_id", r.EventID, "instance_id", instanceID)
 				return nil, 0, nil
 			}
