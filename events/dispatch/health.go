@@ -20,6 +20,10 @@ type health struct {
 
 func (h *health) held() bool { return !h.HeldSince.IsZero() }
 
+// healthy reports whether h has nothing to keep: a healthy destination has
+// no entry.
+func (h *health) healthy() bool { return h.Failures == 0 && !h.held() && h.ProbeUntil.IsZero() }
+
 // health reads the destination's state; a missing one is healthy (rev 0).
 func (d *Dispatcher) health(ctx context.Context, dest string) (*health, uint64, error) {
 	e, err := d.store.kv.Get(ctx, destKey(destHash(dest)))
@@ -36,10 +40,15 @@ func (d *Dispatcher) health(ctx context.Context, dest string) (*health, uint64, 
 	return &h, e.Revision(), nil
 }
 
+// healthMarkerTTL is how long the marker of a purged destination entry
+// stays.
+const healthMarkerTTL = time.Minute
+
 // updateHealth applies change to the destination's state with
 // compare-and-set, retrying on conflicts. change returns false to write
-// nothing.
+// nothing. A state changed to healthy is not kept: its entry is purged.
 func (d *Dispatcher) updateHealth(ctx context.Context, dest string, change func(h *health) bool) (*health, error) {
+	key := destKey(destHash(dest))
 	for range 20 {
 		h, rev, err := d.health(ctx, dest)
 		if err != nil {
@@ -48,9 +57,18 @@ func (d *Dispatcher) updateHealth(ctx context.Context, dest string, change func(
 		if !change(h) {
 			return h, nil
 		}
-		if _, err := d.store.put(ctx, destKey(destHash(dest)), h, rev, 0); errors.Is(err, ErrConflict) {
+		switch {
+		case h.healthy() && rev == 0:
+			return h, nil // nothing kept, nothing to keep
+		case h.healthy():
+			err = d.store.purge(ctx, key, rev, healthMarkerTTL)
+		default:
+			_, err = d.store.put(ctx, key, h, rev, 0)
+		}
+		if errors.Is(err, ErrConflict) {
 			continue
-		} else if err != nil {
+		}
+		if err != nil {
 			return nil, err
 		}
 		return h, nil
@@ -80,39 +98,26 @@ func (d *Dispatcher) releaseProbe(ctx context.Context, dest string) {
 	})
 }
 
-// healthMarkerTTL is how long the marker of a purged destination entry
-// stays.
-const healthMarkerTTL = time.Minute
-
 // succeeded records a delivered attempt: the destination answers, so its
-// entry (failures, hold, probe) is purged, as a healthy destination has
-// none, and, if it was held, its notifications wake up.
+// state is healthy again (its entry purged) and, if it was held, its
+// notifications wake up.
 func (d *Dispatcher) succeeded(ctx context.Context, dest string) {
-	key := destKey(destHash(dest))
-	for range 20 {
-		h, rev, err := d.health(ctx, dest)
-		if err == nil && rev == 0 {
-			return
-		}
-		if err == nil {
-			err = d.store.kv.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(healthMarkerTTL))
-		}
-		if isWrongLastSequence(err) {
-			continue
-		}
-		if err != nil {
-			d.log.Warn("writing destination health failed", "destination", dest, "error", err)
-			return
-		}
-		if h.held() {
-			d.log.Info("destination answers again: resuming its notifications", "destination", dest)
-			if err := d.store.wake(ctx, destGroup(dest)); err != nil {
-				d.log.Warn("resuming held notifications failed", "destination", dest, "error", err)
-			}
-		}
+	wasHeld := false
+	_, err := d.updateHealth(ctx, dest, func(h *health) bool {
+		wasHeld = h.held()
+		*h = health{Destination: dest}
+		return true
+	})
+	if err != nil {
+		d.log.Warn("writing destination health failed", "destination", dest, "error", err)
 		return
 	}
-	d.log.Warn("writing destination health failed", "destination", dest, "error", ErrConflict)
+	if wasHeld {
+		d.log.Info("destination answers again: resuming its notifications", "destination", dest)
+		if err := d.store.wake(ctx, destGroup(dest)); err != nil {
+			d.log.Warn("resuming held notifications failed", "destination", dest, "error", err)
+		}
+	}
 }
 
 // failed records a failed attempt and reports whether the destination is

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -331,4 +332,30 @@ func TestGoneIsTrueOnlyForAKeyWithoutAnEntryOnTheLeader(t *testing.T) {
 		got, err := e.store.gone(ctx, "n.6.9")
 		return err == nil && got
 	}, func() string { return "an expired entry is not gone" })
+}
+
+func TestAPurgeAtAnOldRevisionIsAConflictAndKeepsTheEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	ctx := t.Context()
+	first, err := e.store.putRaw(ctx, "d.x", []byte("1"), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.store.putRaw(ctx, "d.x", []byte("2"), first, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.purge(ctx, "d.x", first, time.Minute); !errors.Is(err, ErrConflict) {
+		t.Fatalf("purge at an old revision: %v, want a conflict", err)
+	}
+	if gone, err := e.store.gone(ctx, "d.x"); err != nil || gone {
+		t.Fatalf("after a conflicting purge: gone %v, %v", gone, err)
+	}
+	if err := e.store.purge(ctx, "d.x", second, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := e.store.gone(ctx, "d.x"); err != nil || !gone {
+		t.Fatalf("after a purge: gone %v, %v", gone, err)
+	}
 }

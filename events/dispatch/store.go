@@ -281,6 +281,19 @@ func (s *Store) putRaw(ctx context.Context, key string, data []byte, rev uint64,
 	return ack.Sequence, nil
 }
 
+// purge removes key's entry if it is still at revision rev, leaving a
+// marker that expires after markerTTL; ErrConflict if it changed.
+func (s *Store) purge(ctx context.Context, key string, rev uint64, markerTTL time.Duration) error {
+	err := s.kv.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(markerTTL))
+	if isWrongLastSequence(err) {
+		return ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("purge %s: %w", key, err)
+	}
+	return nil
+}
+
 // kvWrite is a write of data at key of the bucket, published directly (for
 // what KeyValue does not offer: a TTL on an update, asynchronous writes).
 func kvWrite(key string, data []byte) *nats.Msg {
