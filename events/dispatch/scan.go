@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,7 +13,8 @@ import (
 )
 
 // bucketStream is the stream behind Bucket, for what the KV API does not
-// offer: purges by subject, reads of many keys.
+// offer: purges by subject, reads of many keys (scan), reads the stream's
+// leader answers (leaderGet).
 const bucketStream = "KV_" + Bucket
 
 // bucketSubject is the subject of a key (or a filter of keys) of Bucket.
@@ -257,6 +259,76 @@ func (s *Store) deleteScanConsumer(ctx context.Context, cons jetstream.Consumer)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = s.bucket.DeleteConsumer(ctx, cons.CachedInfo().Name)
+}
+
+// msgGetRequest is a request of the JetStream API's message get.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// leaderMsg is a message of the bucket's stream as its leader has it.
+type leaderMsg struct {
+	Seq    uint64 `json:"seq"`
+	Header []byte `json:"hdrs"`
+}
+
+// leaderGet returns the message of the bucket's stream that req asks for,
+// nil when there is none, as the stream's leader has it: it has every
+// acknowledged write, which a direct get (answered by any replica, as the
+// KV API's reads are) does not promise.
+func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (*leaderMsg, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	// The API's default prefix: pollhook's JetStream has no domain.
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+bucketStream, data)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Message *leaderMsg          `json:"message"`
+		Error   *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("decode the answer to a message get: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, resp.Error
+	case resp.Message == nil:
+		return nil, jetstream.ErrInvalidJetStreamResponse
+	}
+	return resp.Message, nil
+}
+
+// gone reports whether key has no entry (never written, deleted or
+// expired) as the stream's leader has it: a read that leads to dropping
+// something must not trust a replica behind the leader.
+func (s *Store) gone(ctx context.Context, key string) (bool, error) {
+	m, err := s.leaderGet(ctx, msgGetRequest{LastFor: bucketSubject(key)})
+	switch {
+	case err != nil:
+		return false, err
+	case m == nil:
+		return true, nil
+	case len(m.Header) == 0:
+		return false, nil
+	}
+	h, err := nats.DecodeHeadersMsg(m.Header)
+	if err != nil {
+		return false, fmt.Errorf("decode the headers of %s: %w", key, err)
+	}
+	return deleted(h), nil
 }
 
 // deleted reports whether a bucket message with these headers is a delete
