@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pollhook/pollhook/e2e/simulators"
+	"github.com/pollhook/pollhook/internal/testnet"
 )
 
 // The cluster test runs pollhook the way it scales out: three nats-server
@@ -68,7 +69,7 @@ func startNATSCluster(t *testing.T) []*natsNode {
 	dir := t.TempDir()
 	var clientAddrs, routeAddrs []string
 	for range 3 {
-		clientAddrs, routeAddrs = append(clientAddrs, freeAddr(t)), append(routeAddrs, freeAddr(t))
+		clientAddrs, routeAddrs = append(clientAddrs, testnet.Addr(t)), append(routeAddrs, testnet.Addr(t))
 	}
 	var routes []string
 	for _, a := range routeAddrs {
@@ -170,7 +171,7 @@ type clusterProcesses struct {
 
 func (c *clusterProcesses) startPoller(t *testing.T) *poller {
 	t.Helper()
-	listen := freeAddr(t)
+	listen := testnet.Addr(t)
 	p := &poller{t: t, dataDir: t.TempDir(), auth: "User " + c.user + ", Organization " + c.org, base: "http://" + listen, natsURL: c.urls}
 	args := append([]string{"--listen", listen, "--nats-url", c.urls, "--data-dir", p.dataDir, "--min-refresh-interval", "1s",
 		"--replicas", "3", "--dispatch=false", "--secret-key", c.secretKey, "--user-secret", c.user, "--org-secret", c.org}, c.delivery...)

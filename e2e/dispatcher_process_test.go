@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pollhook/pollhook/e2e/simulators"
+	"github.com/pollhook/pollhook/internal/testnet"
 )
 
 // dispatcherProcess is a running cmd/dispatcher.
@@ -50,7 +51,7 @@ func (b *lockedBuffer) String() string {
 // it is ready.
 func startDispatcher(t *testing.T, p *poller, flags ...string) *dispatcherProcess {
 	t.Helper()
-	listen := freeAddr(t)
+	listen := testnet.Addr(t)
 	d := &dispatcherProcess{metrics: "http://" + listen, out: &lockedBuffer{}, done: make(chan struct{})}
 	args := append([]string{"--nats-url", p.natsURL, "--data-dir", p.dataDir, "--metrics-listen", listen}, flags...)
 	d.cmd = exec.Command(filepath.Join(binDir, "dispatcher"), args...)

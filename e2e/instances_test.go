@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pollhook/pollhook/internal/testnet"
 )
 
 // instanceBody is a create body for the generic connector carrying the given
@@ -168,7 +170,7 @@ func TestAPollerOnExternalNATSSharesInstancesAndTheirIDs(t *testing.T) {
 	secrets := []string{"--secret-key", randomSecret(t, 32), "--user-secret", randomSecret(t, 24), "--org-secret", randomSecret(t, 24)}
 	auth := "User " + secrets[3] + ", Organization " + secrets[5]
 	embedded := startPoller(t, t.TempDir(), auth, secrets...)
-	listen, dataDir := freeAddr(t), t.TempDir()
+	listen, dataDir := testnet.Addr(t), t.TempDir()
 	external := (&poller{t: t, dataDir: dataDir, auth: auth, base: "http://" + listen, natsURL: embedded.natsURL}).start(
 		append([]string{"--listen", listen, "--nats-url", embedded.natsURL, "--data-dir", dataDir, "--dispatch=false"}, secrets...))
 

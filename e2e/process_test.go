@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pollhook/pollhook/internal/testnet"
 )
 
 // binDir holds the binaries TestMain builds once for every test.
@@ -44,17 +45,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // poller is a running cmd/poller process.
 type poller struct {
 	t       testing.TB
@@ -76,7 +66,7 @@ type poller struct {
 // when empty, it is read from the credentials the first start prints.
 func startPoller(t testing.TB, dataDir, auth string, flags ...string) *poller {
 	t.Helper()
-	return startPollerOn(t, dataDir, auth, freeAddr(t), freeAddr(t), flags...)
+	return startPollerOn(t, dataDir, auth, testnet.Addr(t), testnet.Addr(t), flags...)
 }
 
 // restart starts a new poller with p's arguments (after p was killed or

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pollhook/pollhook/config"
+	"github.com/pollhook/pollhook/internal/testnet"
 )
 
 func TestFirstStartPrintsGeneratedCredentialsOnceAndLaterStartsReuseThem(t *testing.T) {
@@ -65,7 +66,7 @@ func TestBadSettingsStopThePollerWithTheirName(t *testing.T) {
 // not yet started) exits 0, as any stop does.
 func TestSIGTERMBeforeNATSAnswersExitsZero(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(filepath.Join(binDir, "poller"), "--listen", freeAddr(t), "--nats-url", "nats://"+freeAddr(t),
+	cmd := exec.Command(filepath.Join(binDir, "poller"), "--listen", testnet.Addr(t), "--nats-url", "nats://"+testnet.Addr(t),
 		"--secret-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "--user-secret", "u", "--org-secret", "o")
 	cmd.Env = cleanEnv()
 	out := &lockedBuffer{}

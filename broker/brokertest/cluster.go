@@ -3,9 +3,9 @@ package brokertest
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pollhook/pollhook/broker"
+	"github.com/pollhook/pollhook/internal/testnet"
 )
 
 // Cluster is a JetStream cluster of in-process servers on loopback, routed
@@ -35,7 +36,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
 	c := &Cluster{tb: tb, dir: tb.TempDir()}
 	for range n {
-		c.nodes = append(c.nodes, &clusterNode{clientPort: freePort(tb), routePort: freePort(tb)})
+		c.nodes = append(c.nodes, &clusterNode{clientPort: testnet.Port(tb), routePort: testnet.Port(tb)})
 	}
 	tb.Cleanup(func() {
 		for i := range c.nodes {
@@ -109,7 +110,6 @@ func (c *Cluster) Start(i int) {
 		JetStream:  true,
 		StoreDir:   filepath.Join(c.dir, fmt.Sprintf("n%d", i+1)),
 		NoSigs:     true,
-		NoLog:      true,
 		Cluster:    server.ClusterOpts{Name: "brokertest", Host: "127.0.0.1", Port: n.routePort},
 		Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 	}
@@ -117,12 +117,44 @@ func (c *Cluster) Start(i int) {
 	if err != nil {
 		c.tb.Fatal(err)
 	}
+	errs := &errorLog{}
+	srv.SetLogger(errs, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		c.tb.Fatalf("node %d not ready within 30 s", i+1)
+		c.tb.Fatalf("node %d not ready within 30 s; its errors: %s", i+1, errs)
 	}
 	n.srv = srv
+}
+
+// errorLog keeps the errors a server logs, to tell why it did not start.
+type errorLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *errorLog) add(format string, v []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) < 20 {
+		l.lines = append(l.lines, fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *errorLog) Errorf(format string, v ...any) { l.add(format, v) }
+func (l *errorLog) Fatalf(format string, v ...any) { l.add(format, v) }
+func (l *errorLog) Noticef(string, ...any)         {}
+func (l *errorLog) Warnf(string, ...any)           {}
+func (l *errorLog) Debugf(string, ...any)          {}
+func (l *errorLog) Tracef(string, ...any)          {}
+
+func (l *errorLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 {
+		return "none"
+	}
+	return strings.Join(l.lines, "; ")
 }
 
 // Stop shuts node i down, if it runs.
@@ -134,14 +166,4 @@ func (c *Cluster) Stop(i int) {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
 	n.srv = nil
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
