@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/pollhook/pollhook/internal/filelock"
 )
 
 // DefaultMaxMemory is the JetStream memory-storage limit of the embedded
@@ -86,8 +88,8 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err := os.MkdirAll(storeDir, 0o700); err != nil {
 		return nil, fmt.Errorf("start embedded NATS: %w", err)
 	}
-	unlock, err := lockDir(filepath.Join(cfg.DataDir, "jetstream.lock"))
-	if errors.Is(err, errDirInUse) {
+	unlock, err := filelock.TryLock(filepath.Join(cfg.DataDir, "jetstream.lock"))
+	if errors.Is(err, filelock.ErrLocked) {
 		return nil, fmt.Errorf("start embedded NATS: %s is in use by another process", cfg.DataDir)
 	}
 	if err != nil {
@@ -101,9 +103,6 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	e.unlock = unlock
 	return e, nil
 }
-
-// errDirInUse means another process runs an embedded server on the directory.
-var errDirInUse = errors.New("data directory in use")
 
 func startServer(cfg EmbeddedConfig, storeDir string) (*Embedded, error) {
 	logger := cfg.Logger

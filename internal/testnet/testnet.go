@@ -18,8 +18,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
+
+	"github.com/pollhook/pollhook/internal/filelock"
 )
 
 const (
@@ -29,9 +30,9 @@ const (
 
 var (
 	mu     sync.Mutex
-	next   int        // the port to try first; 0 before the first call
-	ranges [][2]int   // the ports outside the ephemeral range, lowest first
-	held   []*os.File // the lock files of the ports given, open until exit
+	next   int      // the port to try first; 0 before the first call
+	ranges [][2]int // the ports outside the ephemeral range, lowest first
+	held   []func() // releases of the ports given: reachable, so their files stay open
 )
 
 // Addr returns "127.0.0.1:<port>" for a port nothing listens on now and
@@ -56,18 +57,18 @@ func Port(tb testing.TB) int {
 	}
 	for _, r := range ranges {
 		for port := max(next, r[0]); port <= r[1]; port++ {
-			lock, err := claim(dir, port)
+			release, err := claim(dir, port)
 			if err != nil {
 				tb.Fatal(err)
 			}
-			if lock == nil {
+			if release == nil {
 				continue
 			}
 			if !listenable(port) {
-				lock.Close()
+				release()
 				continue
 			}
-			held, next = append(held, lock), port+1
+			held, next = append(held, release), port+1
 			return port
 		}
 	}
@@ -77,21 +78,15 @@ func Port(tb testing.TB) int {
 
 // claim takes the lock file of port, or returns nil when another open
 // file (of any process) holds it.
-func claim(dir string, port int) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("testnet: %w", err)
-	}
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		f.Close()
+func claim(dir string, port int) (release func(), err error) {
+	release, err = filelock.TryLock(filepath.Join(dir, strconv.Itoa(port)))
+	if errors.Is(err, filelock.ErrLocked) {
 		return nil, nil
 	}
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("testnet: lock %s: %w", f.Name(), err)
+		return nil, fmt.Errorf("testnet: %w", err)
 	}
-	return f, nil
+	return release, nil
 }
 
 func listenable(port int) bool {

@@ -22,7 +22,7 @@ func TestAPortIsOutsideTheEphemeralRangeListenableAndHeldAgainstOtherProcesses(t
 		t.Fatal(err)
 	}
 	if other != nil {
-		other.Close()
+		other()
 		t.Fatalf("port %d claimed twice", first)
 	}
 	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first))

@@ -1,6 +1,6 @@
 //go:build unix
 
-package broker
+package filelock
 
 import (
 	"errors"
@@ -9,10 +9,9 @@ import (
 	"syscall"
 )
 
-// lockDir takes an exclusive advisory lock on path (a file it creates), so
-// that two processes never run JetStream on the same store. The lock goes
-// with the process; release it with the returned function.
-func lockDir(path string) (release func(), err error) {
+// TryLock takes the lock of path (a file it creates) without waiting, or
+// returns ErrLocked. release gives it back.
+func TryLock(path string) (release func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
@@ -20,7 +19,7 @@ func lockDir(path string) (release func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errDirInUse
+			return nil, ErrLocked
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
