@@ -95,7 +95,8 @@ func (c *Cluster) JetStream(nodes ...int) jetstream.JetStream {
 }
 
 // Start starts node i (again, on its data) and waits until it accepts
-// connections.
+// connections; a node whose server gives up (a port it cannot listen on)
+// fails the test at once, with the errors its server logged.
 func (c *Cluster) Start(i int) {
 	c.tb.Helper()
 	n := c.nodes[i]
@@ -120,41 +121,13 @@ func (c *Cluster) Start(i int) {
 	errs := &errorLog{}
 	srv.SetLogger(errs, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		c.tb.Fatalf("node %d not ready within 30 s; its errors: %s", i+1, errs)
+	for deadline := time.Now().Add(30 * time.Second); !srv.ReadyForConnections(50 * time.Millisecond); {
+		if errs.gaveUp() || time.Now().After(deadline) {
+			srv.Shutdown()
+			c.tb.Fatalf("node %d did not start; its errors: %s", i+1, errs)
+		}
 	}
 	n.srv = srv
-}
-
-// errorLog keeps the errors a server logs, to tell why it did not start.
-type errorLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *errorLog) add(format string, v []any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) < 20 {
-		l.lines = append(l.lines, fmt.Sprintf(format, v...))
-	}
-}
-
-func (l *errorLog) Errorf(format string, v ...any) { l.add(format, v) }
-func (l *errorLog) Fatalf(format string, v ...any) { l.add(format, v) }
-func (l *errorLog) Noticef(string, ...any)         {}
-func (l *errorLog) Warnf(string, ...any)           {}
-func (l *errorLog) Debugf(string, ...any)          {}
-func (l *errorLog) Tracef(string, ...any)          {}
-
-func (l *errorLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) == 0 {
-		return "none"
-	}
-	return strings.Join(l.lines, "; ")
 }
 
 // Stop shuts node i down, if it runs.
@@ -166,4 +139,44 @@ func (c *Cluster) Stop(i int) {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
 	n.srv = nil
+}
+
+// errorLog keeps the errors a server logs, to tell why it did not start.
+type errorLog struct {
+	mu    sync.Mutex
+	lines []string
+	fatal bool // the server gave up (a port it cannot listen on, ...)
+}
+
+func (l *errorLog) add(fatal bool, format string, v []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fatal = l.fatal || fatal
+	if len(l.lines) < 20 {
+		l.lines = append(l.lines, fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *errorLog) Errorf(format string, v ...any) { l.add(false, format, v) }
+func (l *errorLog) Fatalf(format string, v ...any) { l.add(true, format, v) }
+
+// gaveUp reports whether the server logged a fatal error.
+func (l *errorLog) gaveUp() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (l *errorLog) Noticef(string, ...any) {}
+func (l *errorLog) Warnf(string, ...any)   {}
+func (l *errorLog) Debugf(string, ...any)  {}
+func (l *errorLog) Tracef(string, ...any)  {}
+
+func (l *errorLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 {
+		return "none"
+	}
+	return strings.Join(l.lines, "; ")
 }

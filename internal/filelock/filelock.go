@@ -1,6 +1,7 @@
 // Package filelock takes exclusive advisory locks on files (flock), which
 // go with the process that holds them: a killed process leaves none behind.
-// Where flock is not available, a lock is always granted.
+// Where flock is not available (Supported is false), a lock is always
+// granted.
 package filelock
 
 import "errors"

@@ -9,6 +9,9 @@ import (
 	"syscall"
 )
 
+// Supported is true: locks exclude each other.
+const Supported = true
+
 // TryLock takes the lock of path (a file it creates) without waiting, or
 // returns ErrLocked. release gives it back.
 func TryLock(path string) (release func(), err error) {

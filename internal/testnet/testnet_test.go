@@ -4,20 +4,24 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 )
 
 func TestAPortIsOutsideTheEphemeralRangeListenableAndHeldAgainstOtherProcesses(t *testing.T) {
+	if outsideEphemeral() == nil {
+		t.Skip("no ephemeral range to avoid here: Port gives \":0\" ports")
+	}
 	first := Port(t)
 	var low, high int
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if _, err := fmt.Sscan(string(b), &low, &high); err == nil && low <= first && first <= high {
-			t.Errorf("port %d is in the ephemeral range %d-%d", first, low, high)
-		}
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil || low <= first && first <= high {
+		t.Errorf("port %d is in the ephemeral range %d-%d (%v)", first, low, high, err)
 	}
 	// Another process's claim is one more open file on the lock.
-	other, err := claim(filepath.Join(os.TempDir(), "pollhook-test-ports"), first)
+	other, err := claim(lockDir(), first)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,5 +43,24 @@ func TestAPortIsOutsideTheEphemeralRangeListenableAndHeldAgainstOtherProcesses(t
 	defer busy.Close()
 	if second := Port(t); second == first || second == first+1 {
 		t.Fatalf("second port %d; %d was given, %d is listened on", second, first, first+1)
+	}
+}
+
+func TestTheRangesOutsideTheEphemeralOnesAreNilWhenTooFew(t *testing.T) {
+	for _, c := range []struct {
+		low, high int
+		want      [][2]int
+	}{
+		{32768, 60999, [][2]int{{10000, 32767}, {61000, 65535}}}, // Linux's default
+		{20000, 64999, [][2]int{{10000, 19999}, {65000, 65535}}},
+		{49152, 65535, [][2]int{{10000, 49151}}},
+		{1024, 65535, nil}, // all ephemeral
+		{10000, 65535, nil},
+		{10400, 65200, nil},                                      // 400 + 335 ports outside
+		{10500, 65000, [][2]int{{10000, 10499}, {65001, 65535}}}, // 500 + 535
+	} {
+		if got := rangesOutside(c.low, c.high); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("rangesOutside(%d, %d) = %v, want %v", c.low, c.high, got, c.want)
+		}
 	}
 }
