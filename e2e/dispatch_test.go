@@ -252,13 +252,23 @@ func checkBodyShape(t *testing.T, name string, body []byte, instanceID int64, ba
 	}
 }
 
+// threeThenHang answers the first three requests at once and the rest just
+// under a 1 s --delivery-timeout, so that a kill surely finds requests in
+// flight once three were accepted.
+func threeThenHang(n int) sinkAnswer {
+	if n <= 3 {
+		return answerStatus(http.StatusOK)
+	}
+	return sinkAnswer{Status: http.StatusOK, Delay: 900 * time.Millisecond}
+}
+
 func TestKillingTheDispatcherMidDeliveryLosesNothing(t *testing.T) {
 	t.Parallel()
 	const changes = 30
 	keap := simulators.NewKeap(t)
 	p := startPoller(t, t.TempDir(), "", "--dispatch=false")
 	s := newSink(t)
-	s.set(func(int) sinkAnswer { return sinkAnswer{Status: http.StatusOK, Delay: 300 * time.Millisecond} })
+	s.set(threeThenHang)
 	id := keapInstanceWithCallback(t, p, keap, s.URL(), "kill key", 1)
 	for i := range changes {
 		keap.CreateContact(simulators.ContactFields(fmt.Sprint("K", i), "Kill", fmt.Sprintf("k%d@example.com", i)))
@@ -288,6 +298,7 @@ func TestKillingTheDispatcherMidDeliveryLosesNothing(t *testing.T) {
 	}
 	acceptedBefore := len(s.acceptedChanges(t))
 
+	s.set(func(int) sinkAnswer { return answerStatus(http.StatusOK) })
 	startDispatcher(t, p, flags...)
 	waitFor(t, 50*time.Second, fmt.Sprintf("all %d changes accepted by the sink", changes), func() bool {
 		return len(s.acceptedChanges(t)) == changes
@@ -338,14 +349,7 @@ func TestKillingTheEmbeddedPollerMidDeliveryLosesNothing(t *testing.T) {
 	flags := []string{"--retry-schedule", "50ms,100ms,200ms,400ms", "--delivery-timeout", "1s"}
 	p := startPoller(t, dataDir, "", flags...)
 	s := newSink(t)
-	// The first three answer at once; the rest hang just under the delivery
-	// timeout, so the kill below surely finds requests in flight.
-	s.set(func(n int) sinkAnswer {
-		if n <= 3 {
-			return answerStatus(http.StatusOK)
-		}
-		return sinkAnswer{Status: http.StatusOK, Delay: 900 * time.Millisecond}
-	})
+	s.set(threeThenHang)
 	id := keapInstanceWithCallback(t, p, keap, s.URL(), "embedded key", 1)
 	for i := range changes {
 		keap.CreateContact(simulators.ContactFields(fmt.Sprint("E", i), "Embedded", fmt.Sprintf("e%d@example.com", i)))
