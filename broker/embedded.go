@@ -150,37 +150,48 @@ func startServer(cfg EmbeddedConfig, storeDir string) (*Embedded, error) {
 		timeout = 60 * time.Second
 	}
 
-	srv, err := server.NewServer(opts)
+	srv, err := RunServer(opts, logger, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded NATS: %w", err)
+	}
+	logger.Info("embedded NATS server started", "client_url", clientURL(srv), "store_dir", storeDir)
+	return &Embedded{srv: srv}, nil
+}
+
+// RunServer starts a NATS server with opts, its log routed to logger, and
+// waits until it accepts connections with JetStream enabled. It fails with
+// the server's own reason when the server gives up (an address it cannot
+// listen on, a store it cannot use), or after timeout; the server is then
+// shut down.
+func RunServer(opts *server.Options, logger *slog.Logger, timeout time.Duration) (*server.Server, error) {
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, err
 	}
 	sl := newServerLogger(logger.With("component", "nats-server"))
 	srv.SetLoggerV2(sl, logger.Enabled(context.Background(), slog.LevelDebug), false, false)
 	srv.Start()
-
+	fail := func(err error) (*server.Server, error) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, err
+	}
 	deadline := time.Now().Add(timeout)
 	for !srv.ReadyForConnections(50 * time.Millisecond) {
 		if msg, failed := sl.fatal(); failed {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-			return nil, fmt.Errorf("start embedded NATS: %s", msg)
+			return fail(errors.New(msg))
 		}
 		if time.Now().After(deadline) {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-			return nil, fmt.Errorf("start embedded NATS: not ready after %s", timeout)
+			return fail(fmt.Errorf("not ready after %s", timeout))
 		}
 	}
-	if msg, failed := sl.fatal(); failed || !srv.JetStreamEnabled() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		if !failed {
-			msg = "JetStream is not enabled"
-		}
-		return nil, fmt.Errorf("start embedded NATS: %s", msg)
+	if msg, failed := sl.fatal(); failed {
+		return fail(errors.New(msg))
 	}
-	logger.Info("embedded NATS server started", "client_url", clientURL(srv), "store_dir", storeDir)
-	return &Embedded{srv: srv}, nil
+	if !srv.JetStreamEnabled() {
+		return fail(errors.New("JetStream is not enabled"))
+	}
+	return srv, nil
 }
 
 // ClientURL is the URL other processes use to connect (nats://host:port with

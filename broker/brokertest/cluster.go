@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -96,7 +95,7 @@ func (c *Cluster) JetStream(nodes ...int) jetstream.JetStream {
 
 // Start starts node i (again, on its data) and waits until it accepts
 // connections; a node whose server gives up (a port it cannot listen on)
-// fails the test at once, with the errors its server logged.
+// fails the test at once, with the server's reason.
 func (c *Cluster) Start(i int) {
 	c.tb.Helper()
 	n := c.nodes[i]
@@ -114,18 +113,9 @@ func (c *Cluster) Start(i int) {
 		Cluster:    server.ClusterOpts{Name: "brokertest", Host: "127.0.0.1", Port: n.routePort},
 		Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 	}
-	srv, err := server.NewServer(opts)
+	srv, err := broker.RunServer(opts, quiet, 30*time.Second)
 	if err != nil {
-		c.tb.Fatal(err)
-	}
-	errs := &errorLog{}
-	srv.SetLogger(errs, false, false)
-	go srv.Start()
-	for deadline := time.Now().Add(30 * time.Second); !srv.ReadyForConnections(50 * time.Millisecond); {
-		if errs.gaveUp() || time.Now().After(deadline) {
-			srv.Shutdown()
-			c.tb.Fatalf("node %d did not start; its errors: %s", i+1, errs)
-		}
+		c.tb.Fatalf("node %d: %v", i+1, err)
 	}
 	n.srv = srv
 }
@@ -139,44 +129,4 @@ func (c *Cluster) Stop(i int) {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
 	n.srv = nil
-}
-
-// errorLog keeps the errors a server logs, to tell why it did not start.
-type errorLog struct {
-	mu    sync.Mutex
-	lines []string
-	fatal bool // the server gave up (a port it cannot listen on, ...)
-}
-
-func (l *errorLog) add(fatal bool, format string, v []any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fatal = l.fatal || fatal
-	if len(l.lines) < 20 {
-		l.lines = append(l.lines, fmt.Sprintf(format, v...))
-	}
-}
-
-func (l *errorLog) Errorf(format string, v ...any) { l.add(false, format, v) }
-func (l *errorLog) Fatalf(format string, v ...any) { l.add(true, format, v) }
-
-// gaveUp reports whether the server logged a fatal error.
-func (l *errorLog) gaveUp() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.fatal
-}
-
-func (l *errorLog) Noticef(string, ...any) {}
-func (l *errorLog) Warnf(string, ...any)   {}
-func (l *errorLog) Debugf(string, ...any)  {}
-func (l *errorLog) Tracef(string, ...any)  {}
-
-func (l *errorLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) == 0 {
-		return "none"
-	}
-	return strings.Join(l.lines, "; ")
 }
